@@ -1,0 +1,3 @@
+from webcom_status.cli import main
+
+main()

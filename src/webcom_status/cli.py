@@ -1,0 +1,147 @@
+"""The ``webcom-status`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+import orjson
+import uvicorn
+
+from webcom_status import config
+from webcom_status.errors import ConfigError, WebcomStatusError
+from webcom_status.receiver import create_app
+from webcom_status.receiver.views import message_json, reject_json, stats_json
+from webcom_status.storage import Storage, open_storage
+
+T = TypeVar("T")
+
+db_option = click.option(
+    "--db",
+    default=config.DEFAULT_DB,
+    show_default=True,
+    help="Database URL (env WEBCOM_STATUS_DB).",
+)
+
+
+def _print_json(value: Any) -> None:
+    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+def _with_storage(db: str, action: Callable[[Storage], Awaitable[T]]) -> T:
+    async def run() -> T:
+        storage = await open_storage(db)
+        try:
+            return await action(storage)
+        finally:
+            await storage.close()
+
+    try:
+        return asyncio.run(run())
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    except WebcomStatusError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"auto_envvar_prefix": "WEBCOM_STATUS", "show_default": True})
+@click.version_option(package_name="webcom-status")
+def main() -> None:
+    """Receive (and inspect) Webcom SMS/Viber delivery statuses."""
+
+
+@main.command()
+@db_option
+@click.option("--host", default="127.0.0.1", help="Address to listen on.")
+@click.option("--port", default=8080, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--timezone", default=config.DEFAULT_TIMEZONE, help="Zone of the pushed times.")
+@click.option("--max-body", default="16MiB", help="Largest body accepted (413 beyond).")
+@click.option("--token", default=None, help="Accept pushes only at /webhook/TOKEN.")
+@click.option("--basic-auth", default=None, metavar="USER:PASSWORD", help="Require HTTP Basic.")
+@click.option("--allow-ip", multiple=True, metavar="CIDR", help="Accept pushes only from these.")
+@click.option(
+    "--forwarded-allow-ips",
+    default="127.0.0.1",
+    help="Proxies trusted for X-Forwarded-For (comma-separated, or *).",
+)
+@click.option("--busy-timeout", default=5000, type=click.IntRange(0), help="SQLite lock wait, ms.")
+@click.option(
+    "--synchronous",
+    default="FULL",
+    type=click.Choice(["FULL", "EXTRA", "NORMAL"], case_sensitive=False),
+    help="SQLite durability; FULL syncs every commit.",
+)
+@click.option("--log-level", default="info", help="Logging level.")
+@click.option("--access-log/--no-access-log", default=False, help="Log every request.")
+def serve(**options: Any) -> None:
+    """Run the receiver (HTTP) until SIGTERM or Ctrl-C."""
+    try:
+        settings = config.ReceiverSettings(
+            db=options["db"],
+            timezone=config.parse_zone(options["timezone"]),
+            max_body=config.parse_size(options["max_body"]),
+            token=options["token"],
+            basic_auth=config.parse_basic_auth(options["basic_auth"])
+            if options["basic_auth"]
+            else None,
+            allow_ips=tuple(config.parse_network(n) for n in options["allow_ip"]),
+            busy_timeout_ms=options["busy_timeout"],
+            synchronous=options["synchronous"].upper(),
+        )
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host=options["host"],
+            port=options["port"],
+            lifespan="on",
+            log_level=options["log_level"].lower(),
+            access_log=options["access_log"],
+            forwarded_allow_ips=options["forwarded_allow_ips"],
+            timeout_graceful_shutdown=30,
+            server_header=False,
+        )
+    )
+    server.run()
+    if not server.started:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("id_sms", type=click.IntRange(1))
+@db_option
+def show(id_sms: int, db: str) -> None:
+    """Print the current state and history of one message as JSON."""
+    message = _with_storage(db, lambda storage: storage.message(id_sms))
+    if message is None:
+        raise click.ClickException(f"no status was received for id_sms {id_sms}")
+    _print_json(message_json(message))
+
+
+@main.command()
+@db_option
+@click.option("--after", default=0, type=click.IntRange(0), help="Only rejects above this id.")
+@click.option("--limit", default=100, type=click.IntRange(1, 100_000), help="How many.")
+def rejects(db: str, after: int, limit: int) -> None:
+    """Print what was refused (whole documents and single states) as JSON."""
+    rows = _with_storage(db, lambda storage: storage.rejects(after, limit))
+    _print_json([reject_json(r) for r in rows])
+
+
+@main.command()
+@db_option
+def stats(db: str) -> None:
+    """Print counts of messages, events, unknown statuses and rejects."""
+    _print_json(stats_json(_with_storage(db, lambda storage: storage.stats())))
+
+
+@main.command()
+@db_option
+def migrate(db: str) -> None:
+    """Create or upgrade the database schema, then exit."""
+    _with_storage(db, lambda storage: asyncio.sleep(0))
+    click.echo(f"database is up to date: {db}")

@@ -1,0 +1,52 @@
+"""Every error that webcom-status raises on purpose.
+
+::
+
+    WebcomStatusError
+     ├── PushRejected          a pushed document was refused as a whole (4xx)
+     │    └── BodyTooLarge     the body is over the configured limit (413)
+     ├── StorageError          the database failed; nothing was acknowledged (503)
+     │    └── StorageClosed    the storage was used after close()
+     └── ConfigError           a setting is invalid (the CLI exits with status 2)
+
+Each message says what happened and, where the reader can act, what to do.
+"""
+
+from __future__ import annotations
+
+
+class WebcomStatusError(Exception):
+    """Base class of the project's errors."""
+
+
+class PushRejected(WebcomStatusError):
+    """The whole pushed document is refused; no state of it is acknowledged."""
+
+    def __init__(self, message: str, *, http_status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.http_status = http_status
+
+
+class BodyTooLarge(PushRejected):
+    """The request body is larger than the configured ``--max-body``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"request body is larger than the limit of {limit} bytes; "
+            "split the push or raise --max-body",
+            http_status=413,
+        )
+        self.limit = limit
+
+
+class StorageError(WebcomStatusError):
+    """The database could not store or read; nothing was acknowledged."""
+
+
+class StorageClosed(StorageError):
+    """The storage was used after it was closed."""
+
+
+class ConfigError(WebcomStatusError):
+    """A setting is invalid."""

@@ -1,0 +1,90 @@
+"""Validation of the fields of one state, shared by both flavours."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, tzinfo
+from functools import lru_cache
+
+from webcom_status.model import State
+
+MAX_ID_SMS = 2**63 - 1
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class InvalidState(ValueError):
+    """One state cannot be accepted; the message is the reason stored with it."""
+
+
+def parse_id(raw: object) -> int:
+    """``id_sms`` as a positive integer that fits a signed 64-bit column."""
+    if raw is None:
+        raise InvalidState("id_sms is missing")
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise InvalidState(f"id_sms is not an integer: {raw!r}")
+    text = raw.strip() if isinstance(raw, str) else str(raw)
+    digits = text.removeprefix("-")
+    if not (digits.isascii() and digits.isdigit()):
+        raise InvalidState(f"id_sms is not an integer: {raw!r}")
+    value = int(text)
+    if value <= 0:
+        raise InvalidState(f"id_sms must be positive, got {value}")
+    if value > MAX_ID_SMS:
+        raise InvalidState(f"id_sms is too large: {value}")
+    return value
+
+
+@lru_cache(maxsize=4096)
+def parse_time(raw: str, zone: tzinfo) -> datetime | None:
+    """The status time in UTC; ``None`` when the provider sent none.
+
+    The provider sends ``YYYY-MM-DD HH:MM:SS`` without an offset, in the zone
+    of the account; an ISO 8601 ``T`` separator or an explicit offset is
+    accepted too, and an explicit offset wins over ``zone``.
+    """
+    text = raw.strip()
+    if not text:
+        return None
+    if len(text) < 19 or text[10] not in " T":
+        raise InvalidState(f"time is not 'YYYY-MM-DD HH:MM:SS': {raw!r}")
+    try:
+        local = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidState(f"time is not 'YYYY-MM-DD HH:MM:SS': {raw!r}") from None
+    if local.tzinfo is None:
+        local = local.replace(tzinfo=zone)
+    return local.astimezone(UTC)
+
+
+def parse_status(raw: object, name: str) -> str:
+    """A status value, whitespace-trimmed and otherwise kept verbatim."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise InvalidState(f"{name} is empty")
+    if _CONTROL.search(raw.strip()):
+        raise InvalidState(f"{name} holds control characters: {raw!r}")
+    return raw.strip()
+
+
+def parse_channel(raw: object, name: str) -> str | None:
+    """A channel attribute (``sms``, ``viber``); absent or empty means no status."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    return parse_status(raw, name)
+
+
+def build_state(
+    id_raw: object, *, status: object, sms: object, viber: object, time: object, zone: tzinfo
+) -> State:
+    """One validated state, or :class:`InvalidState` saying what is wrong."""
+    if time is None:
+        time = ""
+    if not isinstance(time, str):
+        raise InvalidState(f"time is not a string: {time!r}")
+    return State(
+        id_sms=parse_id(id_raw),
+        status=parse_status(status, "status"),
+        sms=parse_channel(sms, "sms"),
+        viber=parse_channel(viber, "viber"),
+        time_raw=time,
+        time_utc=parse_time(time, zone),
+    )

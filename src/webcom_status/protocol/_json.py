@@ -1,0 +1,49 @@
+"""Parsing a pushed JSON document: ``[{"id_sms": 1, "time": "…", "state": "…"}]``."""
+
+from __future__ import annotations
+
+from datetime import tzinfo
+
+import orjson
+
+from webcom_status.errors import PushRejected
+from webcom_status.model import Reject, State
+from webcom_status.protocol._fields import InvalidState, build_state
+
+
+def _state(item: object, zone: tzinfo) -> State:
+    if not isinstance(item, dict):
+        raise InvalidState("item is not a JSON object")
+    get = item.get
+    return build_state(
+        get("id_sms"),
+        status=get("state"),
+        sms=get("sms"),
+        viber=get("viber"),
+        time=get("time"),
+        zone=zone,
+    )
+
+
+def _id_raw(item: object) -> str | None:
+    if isinstance(item, dict) and "id_sms" in item:
+        return str(item["id_sms"])
+    return None
+
+
+def parse_json(body: bytes, zone: tzinfo) -> tuple[list[State], list[Reject]]:
+    """The states and the rejected items of a JSON push."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise PushRejected(f"body is not valid JSON: {exc}") from None
+    if not isinstance(document, list):
+        raise PushRejected("JSON push must be an array of states")
+    states: list[State] = []
+    rejects: list[Reject] = []
+    for item in document:
+        try:
+            states.append(_state(item, zone))
+        except InvalidState as exc:
+            rejects.append(Reject("state", str(exc), orjson.dumps(item), _id_raw(item)))
+    return states, rejects

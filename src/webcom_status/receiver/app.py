@@ -1,0 +1,75 @@
+"""The receiver as one ASGI app: the webhook on a fast path, the rest on Starlette."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.types import Receive, Scope, Send
+
+from webcom_status.config import ReceiverSettings
+from webcom_status.errors import StorageError
+from webcom_status.receiver import access
+from webcom_status.receiver.api import routes, storage_failed
+from webcom_status.receiver.metrics import ReceiverMetrics
+from webcom_status.receiver.webhook import Webhook
+from webcom_status.storage import Storage, open_storage
+
+
+class ReceiverApp:
+    """ASGI app: ``POST /webhook``, ``/api/...``, ``/healthz``, ``/metrics``.
+
+    The storage is opened on startup (lifespan) and closed on shutdown, after
+    the server has finished the requests in flight. Pass ``storage`` to use
+    one the caller owns; it is then left open.
+    """
+
+    def __init__(self, settings: ReceiverSettings, storage: Storage | None = None) -> None:
+        self.settings = settings
+        self.metrics = ReceiverMetrics()
+        self._given = storage
+        self.webhook: Webhook | None = None
+        self.api = Starlette(
+            routes=routes,
+            lifespan=self._lifespan,
+            exception_handlers={StorageError: storage_failed},
+        )
+        self.api.state.metrics = self.metrics
+        if storage is not None:
+            self._attach(storage)
+
+    def _attach(self, storage: Storage) -> None:
+        self.api.state.storage = storage
+        self.webhook = Webhook(self.settings, storage, self.metrics)
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _: Starlette) -> AsyncIterator[None]:
+        if self._given is not None:
+            yield
+            return
+        storage = await open_storage(
+            self.settings.db,
+            busy_timeout_ms=self.settings.busy_timeout_ms,
+            synchronous=self.settings.synchronous,
+        )
+        self._attach(storage)
+        try:
+            yield
+        finally:
+            await storage.close()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and access.is_webhook_path(scope["path"]):
+            if self.webhook is None:
+                raise RuntimeError("the receiver's storage is not open: run it with lifespan on")
+            await self.webhook(scope, receive, send)
+            return
+        await self.api(scope, receive, send)
+
+
+def create_app(
+    settings: ReceiverSettings | None = None, storage: Storage | None = None
+) -> ReceiverApp:
+    """The receiver's ASGI app, for ``webcom-status serve`` or any ASGI server."""
+    return ReceiverApp(settings or ReceiverSettings(), storage)

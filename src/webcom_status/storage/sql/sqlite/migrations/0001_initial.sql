@@ -1,0 +1,91 @@
+-- The receiver's tables: every distinct event, the current state per message,
+-- and everything refused, kept for inspection.
+
+-- The rank of each documented status value (rules.py); any other value ranks 1.
+CREATE TABLE status_ranks (
+    value TEXT PRIMARY KEY,
+    rank  INTEGER NOT NULL
+) WITHOUT ROWID;
+
+INSERT INTO status_ranks (value, rank) VALUES
+    ('send', 0), ('partly_deliver', 2), ('deliver', 3),
+    ('read', 4), ('not_deliver', 4), ('expired', 4);
+
+-- One row per distinct state ever received: a redelivered identical state
+-- adds nothing. An absent channel is stored as '' (the parser never keeps an
+-- empty one), so that it can be part of the key.
+CREATE TABLE events (
+    id_sms      INTEGER NOT NULL,
+    status      TEXT    NOT NULL,
+    sms         TEXT    NOT NULL,
+    viber       TEXT    NOT NULL,
+    time_raw    TEXT    NOT NULL,
+    time_utc    TEXT,
+    received_at TEXT    NOT NULL,
+    PRIMARY KEY (id_sms, status, sms, viber, time_raw)
+) WITHOUT ROWID;
+
+-- The current state of each message. A *_key column is the sort key of
+-- rules.py as text: rank, 0x01, UTC time, 0x01, value, 0x01, raw time; the
+-- greater key wins. Status values never hold characters below 0x20.
+CREATE TABLE messages (
+    id_sms     INTEGER PRIMARY KEY,
+    status     TEXT NOT NULL,
+    time_raw   TEXT NOT NULL,
+    time_utc   TEXT,
+    status_key TEXT NOT NULL,
+    sms        TEXT,
+    sms_key    TEXT,
+    viber      TEXT,
+    viber_key  TEXT,
+    first_seen TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+
+-- Every new event is merged into messages in the same statement that inserts
+-- it, so the current state is the maximum of the events whatever their order.
+CREATE TRIGGER events_merge AFTER INSERT ON events BEGIN
+    INSERT INTO messages
+    SELECT new.id_sms, new.status, new.time_raw, new.time_utc, k.status_key,
+           nullif(new.sms, ''), k.sms_key, nullif(new.viber, ''), k.viber_key,
+           new.received_at, new.received_at
+    FROM (
+        SELECT
+            coalesce((SELECT rank FROM status_ranks WHERE value = new.status), 1)
+                || char(1) || coalesce(new.time_utc, '') || char(1) || new.status
+                || char(1) || new.time_raw AS status_key,
+            iif(new.sms = '', NULL,
+                coalesce((SELECT rank FROM status_ranks WHERE value = new.sms), 1)
+                || char(1) || coalesce(new.time_utc, '') || char(1) || new.sms
+                || char(1) || new.time_raw) AS sms_key,
+            iif(new.viber = '', NULL,
+                coalesce((SELECT rank FROM status_ranks WHERE value = new.viber), 1)
+                || char(1) || coalesce(new.time_utc, '') || char(1) || new.viber
+                || char(1) || new.time_raw) AS viber_key
+    ) AS k
+    WHERE true
+    ON CONFLICT (id_sms) DO UPDATE SET
+        status     = iif(excluded.status_key > status_key, excluded.status, status),
+        time_raw   = iif(excluded.status_key > status_key, excluded.time_raw, time_raw),
+        time_utc   = iif(excluded.status_key > status_key, excluded.time_utc, time_utc),
+        status_key = max(excluded.status_key, status_key),
+        sms        = iif(excluded.sms_key > coalesce(sms_key, ''), excluded.sms, sms),
+        sms_key    = max(coalesce(excluded.sms_key, ''), coalesce(sms_key, '')),
+        viber      = iif(excluded.viber_key > coalesce(viber_key, ''), excluded.viber, viber),
+        viber_key  = max(coalesce(excluded.viber_key, ''), coalesce(viber_key, '')),
+        updated_at = excluded.updated_at
+    WHERE excluded.status_key > status_key
+       OR excluded.sms_key > coalesce(sms_key, '')
+       OR excluded.viber_key > coalesce(viber_key, '');
+END;
+
+CREATE TABLE rejects (
+    id          INTEGER PRIMARY KEY,
+    received_at TEXT    NOT NULL,
+    scope       TEXT    NOT NULL CHECK (scope IN ('state', 'document')),
+    reason      TEXT    NOT NULL,
+    id_sms_raw  TEXT,
+    http_status INTEGER,
+    remote      TEXT,
+    raw         BLOB    NOT NULL
+);

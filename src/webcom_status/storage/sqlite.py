@@ -1,0 +1,167 @@
+"""The SQLite engine: one file, WAL, durable commits, one writer thread."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+from webcom_status import rules
+from webcom_status.errors import StorageError
+from webcom_status.model import Event, Message, Reject, State, Stats, StoredReject
+from webcom_status.storage._group_commit import GroupCommitter
+from webcom_status.storage._migrate import migrate
+from webcom_status.storage._queries import load_queries
+
+Q = load_queries("sqlite")
+T = TypeVar("T")
+SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
+
+
+def _connect(path: Path, busy_timeout_ms: int, synchronous: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
+    )
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    return conn
+
+
+def _utc_text(value: datetime | None) -> str | None:
+    return rules.time_key(value) or None
+
+
+def _utc(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def _event_rows(states: Sequence[State], stamp: str) -> list[tuple[object, ...]]:
+    return [
+        (s.id_sms, s.status, s.sms or "", s.viber or "", s.time_raw, _utc_text(s.time_utc), stamp)
+        for s in states
+    ]
+
+
+def _write_push(states: Sequence[State], rejects: Sequence[Reject]) -> Callable[..., None]:
+    def job(conn: sqlite3.Connection, stamp: str) -> None:
+        conn.executemany(Q["insert_event"], _event_rows(states, stamp))
+        if rejects:
+            conn.executemany(
+                Q["insert_reject"],
+                [
+                    (stamp, r.scope, r.reason, r.id_sms_raw, r.http_status, r.remote, r.raw)
+                    for r in rejects
+                ],
+            )
+
+    return job
+
+
+class SqliteStorage:
+    """:class:`~webcom_status.storage.base.Storage` on one SQLite file."""
+
+    def __init__(self, path: Path, busy_timeout_ms: int, synchronous: str) -> None:
+        self.path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._synchronous = synchronous
+        self._writer: GroupCommitter | None = None
+        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="webcom-read")
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+
+    @classmethod
+    async def open(
+        cls, path: Path, *, busy_timeout_ms: int = 5000, synchronous: str = "FULL"
+    ) -> SqliteStorage:
+        """Create or upgrade the schema, then start the writer."""
+        if synchronous.upper() not in SYNCHRONOUS:
+            raise StorageError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}")
+        storage = cls(path, busy_timeout_ms, synchronous.upper())
+        try:
+            await asyncio.to_thread(migrate, f"sqlite:///{path}", "sqlite")
+            conn = await asyncio.to_thread(_connect, path, busy_timeout_ms, storage._synchronous)
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageError(f"cannot open SQLite database {path}: {exc}") from exc
+        storage._writer = GroupCommitter(conn)
+        return storage
+
+    async def store(self, states: Sequence[State], rejects: Sequence[Reject]) -> None:
+        if not states and not rejects:
+            return
+        assert self._writer is not None
+        await self._writer.run(_write_push(states, rejects))
+
+    async def message(self, id_sms: int) -> Message | None:
+        return await self._read(lambda conn: _message(conn, id_sms))
+
+    async def rejects(self, after_id: int = 0, limit: int = 100) -> list[StoredReject]:
+        rows = await self._read(
+            lambda conn: conn.execute(Q["list_rejects"], (after_id, limit)).fetchall()
+        )
+        return [
+            StoredReject(r[0], _utc_required(r[1]), r[2], r[3], r[4], r[5], r[6], r[7])
+            for r in rows
+        ]
+
+    async def stats(self) -> Stats:
+        row = await self._read(lambda conn: conn.execute(Q["stats"]).fetchone())
+        return Stats(*row)
+
+    async def ping(self) -> None:
+        await self._read(lambda conn: conn.execute(Q["ping"]).fetchone())
+        assert self._writer is not None
+        await self._writer.run(lambda conn, stamp: None)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.close()
+        self._readers.shutdown(wait=True)
+        for conn in self._reader_conns:
+            conn.close()
+
+    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = _connect(self.path, self._busy_timeout_ms, self._synchronous)
+                conn.execute("PRAGMA query_only = 1")
+                self._local.conn = conn
+                self._reader_conns.append(conn)
+            return query(conn)
+
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._readers, run)
+        except sqlite3.Error as exc:
+            raise StorageError(f"database read failed: {exc}") from exc
+
+
+def _utc_required(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def _message(conn: sqlite3.Connection, id_sms: int) -> Message | None:
+    row = conn.execute(Q["get_message"], (id_sms,)).fetchone()
+    if row is None:
+        return None
+    history = tuple(
+        Event(h[0], h[1], h[2], h[3], _utc(h[4]), _utc_required(h[5]))
+        for h in conn.execute(Q["get_history"], (id_sms,))
+    )
+    return Message(
+        id_sms=row[0],
+        status=row[1],
+        sms=row[2],
+        viber=row[3],
+        time_raw=row[4],
+        time_utc=_utc(row[5]),
+        first_seen=_utc_required(row[6]),
+        updated_at=_utc_required(row[7]),
+        history=history,
+    )
