@@ -162,12 +162,11 @@ class Live:
 @contextmanager
 def serving(server: Server, workdir: Path, env: dict[str, str]) -> Iterator[Live]:
     """Run one server on a free port with a fresh database; always stop it."""
-    port, db = free_port(), workdir / f"{server.name}.sqlite3"
-    log = workdir / f"{server.name}.log"
-    db.unlink(missing_ok=True)
+    home = Path(tempfile.mkdtemp(prefix=f"{server.name}-", dir=workdir))
+    port, db, log = free_port(), home / f"{server.name}.sqlite3", home / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            server.argv(port, db), cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
+            server.argv(port, db), cwd=home, stdout=out, stderr=subprocess.STDOUT,
             env={**os.environ, **server.env, **env}, start_new_session=True,
         )  # fmt: skip
         try:
