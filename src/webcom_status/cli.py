@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from collections.abc import Awaitable, Callable
+from types import FrameType
 from typing import Any, TypeVar
 
 import click
@@ -21,6 +23,7 @@ T = TypeVar("T")
 
 db_option = click.option(
     "--db",
+    envvar="WEBCOM_STATUS_DB",
     default=config.DEFAULT_DB,
     show_default=True,
     help="Database URL (env WEBCOM_STATUS_DB).",
@@ -29,6 +32,19 @@ db_option = click.option(
 
 def _print_json(value: Any) -> None:
     click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that SIGTERM, the normal way to stop it, exits 0.
+
+    uvicorn raises a captured signal again once it has shut down gracefully,
+    which would make every orderly stop look like a crash (status 143).
+    """
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if sig == signal.SIGTERM:
+            self._captured_signals.remove(sig)
 
 
 def _with_storage(db: str, action: Callable[[Storage], Awaitable[T]]) -> T:
@@ -93,7 +109,10 @@ def serve(**options: Any) -> None:
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    server = uvicorn.Server(
+    # Open (and migrate) once before listening: a bad --db is then a usage
+    # error with a message, not a traceback from the app's startup.
+    _with_storage(settings.db, lambda storage: asyncio.sleep(0))
+    server = _Server(
         uvicorn.Config(
             create_app(settings),
             host=options["host"],

@@ -34,7 +34,7 @@ def parse_zone(name: str) -> ZoneInfo:
     """An IANA time zone such as ``Europe/Moscow``."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder, e.g. 'Europe'
         raise ConfigError(
             f"unknown time zone {name!r}; use an IANA name such as Europe/Moscow"
         ) from None

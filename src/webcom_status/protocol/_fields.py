@@ -26,6 +26,9 @@ def parse_id(raw: object) -> int:
     digits = text.removeprefix("-")
     if not (digits.isascii() and digits.isdigit()):
         raise InvalidState(f"id_sms is not an integer: {raw!r}")
+    if len(digits.lstrip("0")) > len(str(MAX_ID_SMS)):
+        # int() refuses strings over 4300 digits with a plain ValueError.
+        raise InvalidState(f"id_sms is out of range: {len(digits)} digits")
     value = int(text)
     if value <= 0:
         raise InvalidState(f"id_sms must be positive, got {value}")
@@ -53,12 +56,17 @@ def parse_time(raw: str, zone: tzinfo) -> datetime | None:
         raise InvalidState(f"time is not 'YYYY-MM-DD HH:MM:SS': {raw!r}") from None
     if local.tzinfo is None:
         local = local.replace(tzinfo=zone)
-    return local.astimezone(UTC)
+    try:
+        return local.astimezone(UTC)
+    except OverflowError:
+        raise InvalidState(f"time is out of range: {raw!r}") from None
 
 
 def parse_status(raw: object, name: str) -> str:
     """A status value, whitespace-trimmed and otherwise kept verbatim."""
-    if not isinstance(raw, str) or not raw.strip():
+    if not isinstance(raw, str):
+        raise InvalidState(f"{name} is not a string: {raw!r}")
+    if not raw.strip():
         raise InvalidState(f"{name} is empty")
     if _CONTROL.search(raw.strip()):
         raise InvalidState(f"{name} holds control characters: {raw!r}")

@@ -26,9 +26,11 @@ def _state(item: object, zone: tzinfo) -> State:
 
 
 def _id_raw(item: object) -> str | None:
-    if isinstance(item, dict) and "id_sms" in item:
-        return str(item["id_sms"])
-    return None
+    # The id as the provider wrote it: a string's content, otherwise its JSON text.
+    if not isinstance(item, dict) or "id_sms" not in item:
+        return None
+    raw = item["id_sms"]
+    return raw if isinstance(raw, str) else orjson.dumps(raw).decode()
 
 
 def parse_json(body: bytes, zone: tzinfo) -> tuple[list[State], list[Reject]]:

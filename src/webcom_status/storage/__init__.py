@@ -7,7 +7,10 @@ from urllib.parse import urlsplit
 
 from webcom_status.errors import ConfigError
 from webcom_status.storage.base import Storage
+from webcom_status.storage.postgres import PostgresStorage
 from webcom_status.storage.sqlite import SqliteStorage
+
+POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
 
 __all__ = ["Storage", "open_storage", "sqlite_path"]
 
@@ -32,4 +35,9 @@ async def open_storage(
         return await SqliteStorage.open(
             sqlite_path(url), busy_timeout_ms=busy_timeout_ms, synchronous=synchronous
         )
-    raise ConfigError(f"unsupported database URL {url!r}: use sqlite:///path/to/file.db")
+    if scheme in POSTGRES_SCHEMES:
+        return await PostgresStorage.open(url)
+    raise ConfigError(
+        f"unsupported database URL {url!r}: use sqlite:///path/to/file.db "
+        "or postgresql://user@host/dbname"
+    )

@@ -1,0 +1,100 @@
+-- store --
+-- One round trip for a whole group of documents: insert the new events, merge
+-- them into messages (per id: the greatest key overall and per channel), and
+-- keep the rejects. Rows are taken in key order so that concurrent groups
+-- lock the same rows in the same order.
+WITH input AS (
+    SELECT *
+    FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(sms)s::text[],
+                %(viber)s::text[], %(times_raw)s::text[], %(times_utc)s::timestamptz[])
+        AS t (id_sms, status, sms, viber, time_raw, time_utc)
+),
+inserted AS (
+    INSERT INTO events (id_sms, status, sms, viber, time_raw, time_utc, received_at)
+    SELECT id_sms, status, sms, viber, time_raw, time_utc, %(now)s FROM input
+    ORDER BY id_sms, status, sms, viber, time_raw
+    ON CONFLICT DO NOTHING
+    RETURNING id_sms, status, sms, viber, time_raw, time_utc
+),
+keyed AS (
+    SELECT i.id_sms,
+           coalesce(to_char(i.time_utc AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), '')
+               AS t, i.status, i.sms, i.viber, i.time_raw,
+           coalesce(rs.rank, 1) AS status_rank,
+           coalesce(rm.rank, 1) AS sms_rank,
+           coalesce(rv.rank, 1) AS viber_rank
+    FROM inserted AS i
+    LEFT JOIN status_ranks AS rs ON rs.value = i.status
+    LEFT JOIN status_ranks AS rm ON rm.value = i.sms
+    LEFT JOIN status_ranks AS rv ON rv.value = i.viber
+),
+reduced AS (
+    SELECT id_sms,
+           max((status_rank || E'\x01' || t || E'\x01' || status || E'\x01' || time_raw)
+               COLLATE "C") AS status_key,
+           max((sms_rank || E'\x01' || t || E'\x01' || sms || E'\x01' || time_raw)
+               COLLATE "C") FILTER (WHERE sms <> '') AS sms_key,
+           max((viber_rank || E'\x01' || t || E'\x01' || viber || E'\x01' || time_raw)
+               COLLATE "C") FILTER (WHERE viber <> '') AS viber_key
+    FROM keyed
+    GROUP BY id_sms
+),
+rejected AS (
+    INSERT INTO rejects (received_at, scope, reason, id_sms_raw, http_status, remote, raw)
+    SELECT %(now)s, *
+    FROM unnest(%(r_scopes)s::text[], %(r_reasons)s::text[], %(r_ids)s::text[],
+                %(r_statuses)s::integer[], %(r_remotes)s::text[], %(r_raws)s::bytea[])
+)
+INSERT INTO messages AS m (
+    id_sms, status, time_raw, time_utc, status_key,
+    sms, sms_key, viber, viber_key, first_seen, updated_at)
+SELECT id_sms,
+       split_part(status_key, E'\x01', 3),
+       split_part(status_key, E'\x01', 4),
+       nullif(split_part(status_key, E'\x01', 2), '')::timestamp AT TIME ZONE 'UTC',
+       status_key,
+       split_part(sms_key, E'\x01', 3), sms_key,
+       split_part(viber_key, E'\x01', 3), viber_key,
+       %(now)s, %(now)s
+FROM reduced
+ORDER BY id_sms
+ON CONFLICT (id_sms) DO UPDATE SET
+    status     = CASE WHEN excluded.status_key > m.status_key
+                      THEN excluded.status ELSE m.status END,
+    time_raw   = CASE WHEN excluded.status_key > m.status_key
+                      THEN excluded.time_raw ELSE m.time_raw END,
+    time_utc   = CASE WHEN excluded.status_key > m.status_key
+                      THEN excluded.time_utc ELSE m.time_utc END,
+    status_key = greatest(excluded.status_key, m.status_key),
+    sms        = CASE WHEN excluded.sms_key > coalesce(m.sms_key, '')
+                      THEN excluded.sms ELSE m.sms END,
+    sms_key    = greatest(excluded.sms_key, m.sms_key),
+    viber      = CASE WHEN excluded.viber_key > coalesce(m.viber_key, '')
+                      THEN excluded.viber ELSE m.viber END,
+    viber_key  = greatest(excluded.viber_key, m.viber_key),
+    updated_at = excluded.updated_at
+WHERE excluded.status_key > m.status_key
+   OR excluded.sms_key > coalesce(m.sms_key, '')
+   OR excluded.viber_key > coalesce(m.viber_key, '');
+
+-- get_message --
+SELECT id_sms, status, sms, viber, time_raw, time_utc, first_seen, updated_at
+FROM messages WHERE id_sms = %s;
+
+-- get_history --
+SELECT status, nullif(sms, ''), nullif(viber, ''), time_raw, time_utc, received_at
+FROM events WHERE id_sms = %s ORDER BY received_at, time_utc, status;
+
+-- list_rejects --
+SELECT id, received_at, scope, reason, raw, id_sms_raw, http_status, remote
+FROM rejects WHERE id > %s ORDER BY id LIMIT %s;
+
+-- stats --
+SELECT
+    (SELECT count(*) FROM messages),
+    (SELECT count(*) FROM events),
+    (SELECT count(*) FROM events WHERE status NOT IN (SELECT value FROM status_ranks)),
+    (SELECT count(*) FROM rejects);
+
+-- ping --
+SELECT count(*) FROM _yoyo_migration;
