@@ -106,14 +106,14 @@ class GroupCommitter:
     def _commit(self, jobs: list[Job]) -> list[Any]:
         try:
             return _transaction(self._conn, jobs)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure is answered, none escapes
             if len(jobs) == 1:
                 return [_storage_error(exc)]
         outcomes: list[Any] = []
         for job in jobs:
             try:
                 outcomes.extend(_transaction(self._conn, [job]))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - as above, per job
                 outcomes.append(_storage_error(exc))
         return outcomes
 
