@@ -3,10 +3,11 @@
 --   wrk -t2 -c32 -d10s -s bench/push.lua http://127.0.0.1:PORT/webhook -- STATES RUN
 --
 -- STATES: <state> elements per document (default: env STATES, else 1).
--- RUN:    a small run number (0..89, default: env RUN, else 0) so that ids
---         never repeat across runs against the same database.
+-- RUN:    a run number (0..89999, default: env RUN, else 0) so that ids never
+--         repeat across runs against the same database.
 -- id_sms = RUN * 1e11 + thread * 1e9 + per-thread counter: unique across
--- threads and runs (up to 1e9 states per thread and run).
+-- threads and runs (up to 1e9 states per thread and run, 100 threads), and
+-- below 2^53, so exact in a Lua number.
 -- done() prints one line: "WRK_JSON {...}" with rps, p50/p99 (ms), the count
 -- of non-200 answers and of ids echoed back in <id_sms> tags.
 

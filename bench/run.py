@@ -17,54 +17,21 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-HOST = "127.0.0.1"
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-READY_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 10.0
+import cpu
+from report import NO_SHIM, Result, render
+from servers import BENCH, HOST, ROOT, SERVERS, STOP_TIMEOUT_S, Live, Server, serving
+
 DB_TABLE = "events"
-
-
-@dataclass(frozen=True)
-class Server:
-    """How to start one server under test."""
-
-    name: str
-    argv: Callable[[int, Path], list[str]]
-    env: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Result:
-    """One wrk run: what it measured and what it saw."""
-
-    server: str
-    fsync: str
-    states: int
-    wrk: dict[str, Any]
-
-    @property
-    def rps(self) -> float:
-        return float(self.wrk["rps"])
-
-    @property
-    def states_per_s(self) -> float:
-        return self.rps * self.states
 
 
 @dataclass(frozen=True)
@@ -79,101 +46,8 @@ class Settings:
     fsync_delay_us: int
     output: Path | None
     profile: Path | None
-
-
-def hello_argv(port: int, _db: Path) -> list[str]:
-    return [
-        sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH), "hello:app",
-        "--host", HOST, "--port", str(port), "--loop", "uvloop", "--http", "httptools",
-        "--no-access-log", "--log-level", "warning",
-    ]  # fmt: skip
-
-
-def baseline_argv(port: int, db: Path) -> list[str]:
-    return [sys.executable, str(BENCH / "baseline_flask.py"), "--db", str(db),
-            "--host", HOST, "--port", str(port)]  # fmt: skip
-
-
-def receiver_argv(port: int, db: Path) -> list[str]:
-    return [sys.executable, "-m", "webcom_status", "serve", "--db", f"sqlite:///{db}",
-            "--host", HOST, "--port", str(port)]  # fmt: skip
-
-
-def receiver_env() -> dict[str, str]:
-    """Run the working tree's package, installed or not."""
-    path = os.environ.get("PYTHONPATH", "")
-    return {"PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "src"), path) if p)}
-
-
-SERVERS = {
-    "hello": Server("hello", hello_argv),
-    "baseline": Server("baseline", baseline_argv),
-    "receiver": Server("receiver", receiver_argv, receiver_env()),
-}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    """Poll GET /healthz until it answers 200; fail early if the server dies."""
-    url = f"http://{HOST}:{port}/healthz"
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{tail(log)}")
-        with suppress(OSError), urllib.request.urlopen(url, timeout=1) as answer:
-            if answer.status == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"server not ready after {READY_TIMEOUT_S} s:\n{tail(log)}")
-
-
-def tail(log: Path, lines: int = 30) -> str:
-    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group, then SIGKILL it after a timeout."""
-    if proc.poll() is not None:
-        return
-    with suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        with suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=STOP_TIMEOUT_S)
-
-
-@dataclass(frozen=True)
-class Live:
-    """A server that answers: its process id, port and database file."""
-
-    pid: int
-    port: int
-    db: Path
-
-
-@contextmanager
-def serving(server: Server, workdir: Path, env: dict[str, str]) -> Iterator[Live]:
-    """Run one server on a free port with a fresh database; always stop it."""
-    home = Path(tempfile.mkdtemp(prefix=f"{server.name}-", dir=workdir))
-    port, db, log = free_port(), home / f"{server.name}.sqlite3", home / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            server.argv(port, db), cwd=home, stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, **server.env, **env}, start_new_session=True,
-        )  # fmt: skip
-        try:
-            wait_ready(proc, port, log)
-            yield Live(proc.pid, port, db)
-        finally:
-            stop(proc)
+    quiet_wait: float
+    retries: int
 
 
 def run_wrk(port: int, states: int, seconds: int, settings: Settings, run: int) -> dict[str, Any]:
@@ -207,17 +81,36 @@ def bench_server(
     server: Server, fsync: str, env: dict[str, str], settings: Settings, workdir: Path
 ) -> tuple[list[Result], list[str]]:
     """Warm one server up, measure each document size, then check what it stored."""
-    results: list[Result] = []
+    kept: list[Result] = []
+    tried: list[Result] = []
     with serving(server, workdir, env) as live:
         warm = run_wrk(live.port, 1, 1, settings, run=0)
         for run, states in enumerate(settings.states, start=1):
-            label = f"{server.name}-{fsync.replace(' ', '')}-{states}"
-            with profiling(live.pid, settings, label, server.name == "receiver"):
-                wrk = run_wrk(live.port, states, settings.duration, settings, run)
-            results.append(Result(server.name, fsync, states, wrk))
-            progress(results[-1])
-    acked = int(warm["acked"]) + sum(int(r.wrk["acked"]) for r in results)
-    return results, check_results(server.name, results) + check_rows(server.name, live.db, acked)
+            attempts = measure_row(live, server.name, fsync, states, settings=settings, run=run)
+            tried += attempts
+            kept.append(min(attempts, key=lambda r: r.cpu.other))
+    acked = int(warm["acked"]) + sum(int(r.wrk["acked"]) for r in tried)
+    return kept, check_results(server.name, tried) + check_rows(server.name, live.db, acked)
+
+
+def measure_row(
+    live: Live, name: str, fsync: str, states: int, *, settings: Settings, run: int
+) -> list[Result]:
+    """Measure one row; run it again (up to --retries times) while others disturb it."""
+    attempts: list[Result] = []
+    label = f"{name}-{fsync.replace(' ', '')}-{states}"
+    for attempt in range(settings.retries + 1):
+        cpu.wait_quiet(settings.quiet_wait)
+        with (
+            profiling(live.pid, settings, label, name == "receiver"),
+            cpu.measure(live.pid) as usage,
+        ):
+            wrk = run_wrk(live.port, states, settings.duration, settings, run * 100 + attempt)
+        attempts.append(Result(name, fsync, states, wrk, usage))
+        progress(attempts[-1])
+        if not attempts[-1].disturbed:
+            break
+    return attempts
 
 
 @contextmanager
@@ -246,7 +139,8 @@ def profiling(pid: int, settings: Settings, label: str, wanted: bool) -> Iterato
 def progress(result: Result) -> None:
     print(
         f"  {result.server:8} fsync={result.fsync:5} states={result.states:<4} "
-        f"{result.rps:>10,.0f} req/s  p99 {result.wrk['p99_ms']:.2f} ms",
+        f"{result.rps:>10,.0f} req/s  p99 {result.wrk['p99_ms']:.2f} ms  "
+        f"CPU server {result.cpu.server:.2f} wrk {result.cpu.wrk:.2f} other {result.cpu.other:.2f}",
         file=sys.stderr, flush=True,
     )  # fmt: skip
 
@@ -309,87 +203,6 @@ def build_shim(workdir: Path) -> Path | None:
     return shim
 
 
-Key = tuple[str, str, int]
-NO_SHIM = "none"
-
-
-@dataclass(frozen=True)
-class Target:
-    """A goal for the receiver, measured as a ratio or a rate."""
-
-    label: str
-    fsync: str  # NO_SHIM or "shim": the shim's label is only known at run time
-    states: int
-    versus: str | None  # None: compare states/s itself with `goal`
-    goal: float
-
-
-TARGETS = [
-    Target("receiver / hello-world req/s", NO_SHIM, 1, "hello", 0.5),
-    Target("receiver states/s", NO_SHIM, 100, None, 150_000),
-    Target("receiver / baseline req/s", NO_SHIM, 1, "baseline", 20),
-    Target("receiver / baseline states/s", NO_SHIM, 100, "baseline", 20),
-    Target("receiver / hello-world req/s", "shim", 1, "hello", 0.25),
-]
-
-
-def ratio(found: dict[Key, Result], row: Result, versus: str) -> float | None:
-    other = found.get((versus, row.fsync, row.states))
-    return row.rps / other.rps if other and other.rps else None
-
-
-def fmt_ratio(value: float | None) -> str:
-    return "" if value is None else f"{value:.3g}x"
-
-
-def table(results: list[Result]) -> list[str]:
-    """The measurements, one row per server, fsync setting and document size."""
-    found = {(r.server, r.fsync, r.states): r for r in results}
-    lines = [
-        "| server | fsync delay | states/doc | req/s | states/s | p50 ms | p99 ms "
-        "| x hello-world | x baseline |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in results:
-        vs_hello = ratio(found, r, "hello") if r.server != "hello" else None
-        vs_base = ratio(found, r, "baseline") if r.server == "receiver" else None
-        lines.append(
-            f"| {r.server} | {r.fsync} | {r.states} | {r.rps:,.0f} | {r.states_per_s:,.0f} "
-            f"| {r.wrk['p50_ms']:.2f} | {r.wrk['p99_ms']:.2f} "
-            f"| {fmt_ratio(vs_hello)} | {fmt_ratio(vs_base)} |"
-        )
-    return lines
-
-
-def verdicts(results: list[Result], shim: str) -> list[str]:
-    """Each target with its measured value and PASS, FAIL or n/a."""
-    found = {(r.server, r.fsync, r.states): r for r in results}
-    lines = ["| target | fsync delay | states/doc | measured | goal | result |",
-             "|---|---|---:|---:|---:|---|"]  # fmt: skip
-    for t in TARGETS:
-        fsync = shim if t.fsync == "shim" else t.fsync
-        row = found.get(("receiver", fsync, t.states))
-        value = None if row is None else row.states_per_s
-        if row is not None and t.versus is not None:
-            value = ratio(found, row, t.versus)
-        shown = "n/a" if value is None else f"{value:,.2f}" if t.versus else f"{value:,.0f}"
-        goal = f"≥ {t.goal:g}x" if t.versus else f"≥ {t.goal:,.0f}"
-        result = "n/a" if value is None else "PASS" if value >= t.goal else "FAIL"
-        lines.append(f"| {t.label} | {fsync} | {t.states} | {shown} | {goal} | {result} |")
-    return lines
-
-
-def render(results: list[Result], problems: list[str], settings: Settings, shim: str) -> str:
-    head = (
-        f"wrk: {settings.threads} thread(s), {settings.connections} connections, "
-        f"{settings.duration} s per row; nproc {os.cpu_count()}; "
-        f"Python {sys.version.split()[0]}"
-    )
-    checks = [f"- {p}" for p in problems] or ["- all answers 200, every id echoed and stored"]
-    parts = [head, "", *table(results), "", *verdicts(results, shim), "", "Checks:", *checks]
-    return "\n".join(parts) + "\n"
-
-
 def parse_args(argv: list[str] | None) -> Settings:
     parser = argparse.ArgumentParser(description="Benchmark the Webcom status receiver.")
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
@@ -401,6 +214,10 @@ def parse_args(argv: list[str] | None) -> Settings:
     parser.add_argument("--output", type=Path, help="also write the Markdown report here")
     parser.add_argument("--quick", action="store_true", help="2 s runs, 8 connections")
     parser.add_argument("--profile", type=Path, help="py-spy the receiver's runs into this dir")
+    parser.add_argument(
+        "--quiet-wait", type=float, default=60, help="seconds to wait for an idle machine"
+    )
+    parser.add_argument("--retries", type=int, default=2, help="reruns of a disturbed row")
     args = parser.parse_args(argv)
     return Settings(
         duration=2 if args.quick else args.duration,
@@ -411,6 +228,8 @@ def parse_args(argv: list[str] | None) -> Settings:
         fsync_delay_us=args.fsync_delay_us,
         output=args.output,
         profile=args.profile,
+        quiet_wait=10 if args.quick else args.quiet_wait,
+        retries=0 if args.quick else args.retries,
     )
 
 
@@ -423,6 +242,14 @@ def available(names: list[str]) -> list[str]:
         print("note: src/webcom_status/cli.py is missing: skipping the receiver", file=sys.stderr)
         return [n for n in names if n != "receiver"]
     return names
+
+
+def describe(settings: Settings) -> str:
+    return (
+        f"wrk: {settings.threads} thread(s), {settings.connections} connections, "
+        f"{settings.duration} s per row; nproc {os.cpu_count()}; "
+        f"Python {sys.version.split()[0]}"
+    )
 
 
 def require_tools(settings: Settings) -> None:
@@ -444,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             env = {"LD_PRELOAD": str(shim), "FSYNC_DELAY_US": str(settings.fsync_delay_us)}
             more, found = run_round(settings, workdir, env, shim_label)
             results, problems = results + more, problems + found
-    report = render(results, problems, settings, shim_label)
+    report = render(describe(settings), results, problems, shim_label)
     print(report)
     if settings.output is not None:
         settings.output.write_text(report)

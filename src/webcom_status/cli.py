@@ -21,13 +21,16 @@ from webcom_status.storage import Storage, open_storage
 
 T = TypeVar("T")
 
-db_option = click.option(
-    "--db",
-    envvar="WEBCOM_STATUS_DB",
-    default=config.DEFAULT_DB,
-    show_default=True,
-    help="Database URL (env WEBCOM_STATUS_DB).",
-)
+ENV_PREFIX = "WEBCOM_STATUS_"
+
+
+def option(*decls: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A click option that is also read from ``WEBCOM_STATUS_<NAME>``."""
+    name = decls[0].lstrip("-").split("/")[0].replace("-", "_").upper()
+    return click.option(*decls, envvar=ENV_PREFIX + name, show_envvar=True, **kwargs)
+
+
+db_option = option("--db", default=config.DEFAULT_DB, help="Database URL.")
 
 
 def _print_json(value: Any) -> None:
@@ -63,7 +66,7 @@ def _with_storage(db: str, action: Callable[[Storage], Awaitable[T]]) -> T:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group(context_settings={"auto_envvar_prefix": "WEBCOM_STATUS", "show_default": True})
+@click.group(context_settings={"show_default": True})
 @click.version_option(package_name="webcom-status")
 def main() -> None:
     """Receive (and inspect) Webcom SMS/Viber delivery statuses."""
@@ -71,27 +74,27 @@ def main() -> None:
 
 @main.command()
 @db_option
-@click.option("--host", default="127.0.0.1", help="Address to listen on.")
-@click.option("--port", default=8080, type=click.IntRange(0, 65535), help="Port to listen on.")
-@click.option("--timezone", default=config.DEFAULT_TIMEZONE, help="Zone of the pushed times.")
-@click.option("--max-body", default="16MiB", help="Largest body accepted (413 beyond).")
-@click.option("--token", default=None, help="Accept pushes only at /webhook/TOKEN.")
-@click.option("--basic-auth", default=None, metavar="USER:PASSWORD", help="Require HTTP Basic.")
-@click.option("--allow-ip", multiple=True, metavar="CIDR", help="Accept pushes only from these.")
-@click.option(
+@option("--host", default="127.0.0.1", help="Address to listen on.")
+@option("--port", default=8080, type=click.IntRange(0, 65535), help="Port to listen on.")
+@option("--timezone", default=config.DEFAULT_TIMEZONE, help="Zone of the pushed times.")
+@option("--max-body", default="16MiB", help="Largest body accepted (413 beyond).")
+@option("--token", default=None, help="Accept pushes only at /webhook/TOKEN.")
+@option("--basic-auth", default=None, metavar="USER:PASSWORD", help="Require HTTP Basic.")
+@option("--allow-ip", multiple=True, metavar="CIDR", help="Accept pushes only from these.")
+@option(
     "--forwarded-allow-ips",
     default="127.0.0.1",
     help="Proxies trusted for X-Forwarded-For (comma-separated, or *).",
 )
-@click.option("--busy-timeout", default=5000, type=click.IntRange(0), help="SQLite lock wait, ms.")
-@click.option(
+@option("--busy-timeout", default=5000, type=click.IntRange(0), help="SQLite lock wait, ms.")
+@option(
     "--synchronous",
     default="FULL",
     type=click.Choice(["FULL", "EXTRA", "NORMAL"], case_sensitive=False),
     help="SQLite durability; FULL syncs every commit.",
 )
-@click.option("--log-level", default="info", help="Logging level.")
-@click.option("--access-log/--no-access-log", default=False, help="Log every request.")
+@option("--log-level", default="info", help="Logging level.")
+@option("--access-log/--no-access-log", default=False, help="Log every request.")
 def serve(**options: Any) -> None:
     """Run the receiver (HTTP) until SIGTERM or Ctrl-C."""
     try:

@@ -64,10 +64,10 @@ def parse_time(raw: str, zone: tzinfo) -> datetime | None:
 
 def parse_status(raw: object, name: str) -> str:
     """A status value, whitespace-trimmed and otherwise kept verbatim."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        raise InvalidState(f"{name} is empty")
     if not isinstance(raw, str):
         raise InvalidState(f"{name} is not a string: {raw!r}")
-    if not raw.strip():
-        raise InvalidState(f"{name} is empty")
     if _CONTROL.search(raw.strip()):
         raise InvalidState(f"{name} holds control characters: {raw!r}")
     return raw.strip()

@@ -15,6 +15,7 @@ from webcom_status.receiver.views import message_json, reject_json, stats_json
 from webcom_status.storage import Storage
 
 MAX_PAGE = 1000
+MAX_ID = 2**63 - 1  # the largest id a signed 64-bit column holds; no message is above it
 
 
 def json_response(content: Any, status_code: int = 200) -> Response:
@@ -29,7 +30,7 @@ def _storage(request: Request) -> Storage:
 
 def _int_param(request: Request, name: str, default: int, upper: int) -> int:
     raw = request.query_params.get(name, str(default))
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise ValueError(f"{name} must be a non-negative integer")
     return min(int(raw), upper)
 
@@ -37,7 +38,7 @@ def _int_param(request: Request, name: str, default: int, upper: int) -> int:
 async def get_message(request: Request) -> Response:
     """``GET /api/messages/{id_sms}``: the current state and its history."""
     id_sms: int = request.path_params["id_sms"]
-    message = await _storage(request).message(id_sms)
+    message = await _storage(request).message(id_sms) if id_sms <= MAX_ID else None
     if message is None:
         return json_response({"error": f"no status was received for id_sms {id_sms}"}, 404)
     return json_response(message_json(message))
@@ -46,7 +47,7 @@ async def get_message(request: Request) -> Response:
 async def list_rejects(request: Request) -> Response:
     """``GET /api/rejects?after=ID&limit=N``: what was refused, oldest first."""
     try:
-        after = _int_param(request, "after", 0, 2**63 - 1)
+        after = _int_param(request, "after", 0, MAX_ID)
         limit = _int_param(request, "limit", 100, MAX_PAGE)
     except ValueError as exc:
         return json_response({"error": str(exc)}, 400)
