@@ -70,8 +70,8 @@ def table(results: list[Result]) -> list[str]:
     found = {(r.server, r.fsync, r.states): r for r in results}
     lines = [
         "| server | fsync delay | states/doc | req/s | states/s | p50 ms | p99 ms "
-        "| x hello-world | x baseline | CPU server | CPU other |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| x hello-world | x baseline | CPU server | CPU wrk | CPU other |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         vs_hello = ratio(found, r, "hello") if r.server != "hello" else None
@@ -80,7 +80,8 @@ def table(results: list[Result]) -> list[str]:
             f"| {r.server} | {r.fsync} | {r.states} | {r.rps:,.0f} | {r.states_per_s:,.0f} "
             f"| {r.wrk['p50_ms']:.2f} | {r.wrk['p99_ms']:.2f} "
             f"| {fmt_ratio(vs_hello)} | {fmt_ratio(vs_base)} "
-            f"| {r.cpu.server:.2f} | {r.cpu.other:.2f}{' (!)' if r.disturbed else ''} |"
+            f"| {r.cpu.server:.2f} | {r.cpu.wrk:.2f} "
+            f"| {r.cpu.other:.2f}{' (!)' if r.disturbed else ''} |"
         )
     return lines
 
@@ -96,7 +97,7 @@ def verdicts(results: list[Result], shim: str) -> list[str]:
         value = None if row is None else row.states_per_s
         if row is not None and t.versus is not None:
             value = ratio(found, row, t.versus)
-        shown = "n/a" if value is None else f"{value:,.2f}" if t.versus else f"{value:,.0f}"
+        shown = "n/a" if value is None else f"{value:.2f}x" if t.versus else f"{value:,.0f}"
         goal = f"≥ {t.goal:g}x" if t.versus else f"≥ {t.goal:,.0f}"
         result = "n/a" if value is None else "PASS" if value >= t.goal else "FAIL"
         lines.append(f"| {t.label} | {fsync} | {t.states} | {shown} | {goal} | {result} |")

@@ -206,10 +206,10 @@ def build_shim(workdir: Path) -> Path | None:
 def parse_args(argv: list[str] | None) -> Settings:
     parser = argparse.ArgumentParser(description="Benchmark the Webcom status receiver.")
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (1 leaves a core)")
     parser.add_argument("--states", default="1,100", help="states per document, comma-separated")
-    parser.add_argument("--servers", default="hello,baseline,receiver")
+    parser.add_argument("--servers", default="hello,baseline,receiver", help="comma-separated")
     parser.add_argument("--fsync-delay-us", type=int, default=2000, help="0 skips the shim rows")
     parser.add_argument("--output", type=Path, help="also write the Markdown report here")
     parser.add_argument("--quick", action="store_true", help="2 s runs, 8 connections")
@@ -248,8 +248,23 @@ def describe(settings: Settings) -> str:
     return (
         f"wrk: {settings.threads} thread(s), {settings.connections} connections, "
         f"{settings.duration} s per row; nproc {os.cpu_count()}; "
-        f"Python {sys.version.split()[0]}"
+        f"Python {sys.version.split()[0]}; receiver at {revision()}"
     )
+
+
+def revision() -> str:
+    """The commit measured, and whether src/ had uncommitted changes."""
+    commit = git("rev-parse", "--short", "HEAD") or "unknown commit"
+    return commit + (" + uncommitted src/ changes" if git("status", "--porcelain", "src") else "")
+
+
+def git(*args: str) -> str:
+    """A read-only git query; GIT_OPTIONAL_LOCKS=0 keeps `status` off the index lock."""
+    done = subprocess.run(
+        ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False,
+        env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+    )  # fmt: skip
+    return done.stdout.strip()
 
 
 def require_tools(settings: Settings) -> None:

@@ -38,6 +38,11 @@ def _admin() -> psycopg.Connection[tuple[object, ...]]:
     return psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
 
 
+async def _migrate(url: str) -> None:
+    storage = await PostgresStorage.open(url)
+    await storage.close()
+
+
 class PostgresDatabases:
     """Creates a migrated template once, then one clone per request."""
 
@@ -51,8 +56,7 @@ class PostgresDatabases:
         except psycopg.Error as exc:
             self.error = HOW_TO.format(url=ADMIN_URL, error=str(exc).strip())
             return
-        storage = asyncio.run(PostgresStorage.open(database_url(self.template)))
-        asyncio.run(storage.close())
+        asyncio.run(_migrate(database_url(self.template)))
 
     def new(self) -> str:
         """The URL of a new database with the current schema."""

@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests._postgres import PostgresDatabases
+
 STARTUP_SECONDS = 20.0
 
 
@@ -26,6 +28,17 @@ def free_port() -> int:
         return port
 
 
+ENGINES = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[PostgresDatabases]:
+    """Fresh PostgreSQL databases, cloned from one migrated template per session."""
+    databases = PostgresDatabases()
+    yield databases
+    databases.drop_all()
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     """A fresh SQLite file path (not created yet)."""
@@ -33,9 +46,24 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def db_url(db_path: Path) -> str:
-    """The URL of a fresh database."""
+def sqlite_url(db_path: Path) -> str:
+    """The URL of a fresh SQLite database, for tests of SQLite itself."""
     return f"sqlite:///{db_path}"
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each engine in turn: a test using it runs once per engine."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def db_url(engine: str, db_path: Path, postgres_databases: PostgresDatabases) -> str:
+    """The URL of a fresh database, on each engine in turn."""
+    if engine == "sqlite":
+        return f"sqlite:///{db_path}"
+    return postgres_databases.new()
 
 
 @dataclass

@@ -83,7 +83,7 @@ FROM messages WHERE id_sms = %s;
 
 -- get_history --
 SELECT status, nullif(sms, ''), nullif(viber, ''), time_raw, time_utc, received_at
-FROM events WHERE id_sms = %s ORDER BY received_at, time_utc, status;
+FROM events WHERE id_sms = %s ORDER BY received_at, time_utc NULLS FIRST, status;
 
 -- list_rejects --
 SELECT id, received_at, scope, reason, raw, id_sms_raw, http_status, remote
