@@ -62,7 +62,7 @@ def _fragment(element: etree._Element) -> bytes:
 def _state(element: etree._Element, zone: tzinfo) -> State:
     if len(element):
         raise InvalidState("state has child elements")
-    get = element.attrib.get
+    get = element.get
     return build_state(
         get("id_sms"),
         status=element.text,
@@ -78,9 +78,10 @@ def parse_xml(body: bytes, zone: tzinfo) -> tuple[list[State], list[Reject]]:
     states: list[State] = []
     rejects: list[Reject] = []
     for element in _root(body):
-        if not isinstance(element.tag, str):
+        tag = element.tag
+        if not isinstance(tag, str):
             continue  # entity references left unresolved carry no state
-        if etree.QName(element).localname != "state":
+        if tag != "state" and etree.QName(tag).localname != "state":
             reason = f"unexpected element <{etree.QName(element).localname}>"
             rejects.append(Reject("state", reason, _fragment(element)))
             continue

@@ -18,7 +18,7 @@ class ReceiverMetrics:
         )
         self.states = Counter(
             "webcom_status_states",
-            "Pushed states by outcome: stored (and acknowledged) or rejected",
+            "Pushed states by outcome: stored or rejected",
             ["outcome"],
             registry=self.registry,
         )
@@ -29,3 +29,6 @@ class ReceiverMetrics:
         )
         self.stored = self.states.labels("stored")
         self.rejected = self.states.labels("rejected")
+        self.pushes_stored = self.pushes.labels("stored")
+        self.pushes_refused = self.pushes.labels("refused")
+        self.pushes_failed = self.pushes.labels("storage_error")

@@ -93,7 +93,7 @@ class Webhook:
             await self.storage.store(push.states, rejects)
         except StorageError as exc:
             log.error("push not acknowledged, the database failed: %s", exc)
-            self.metrics.pushes.labels("storage_error").inc()
+            self.metrics.pushes_failed.inc()
             message = "the database is unavailable; nothing was stored, push again later"
             await respond(
                 send,
@@ -111,7 +111,7 @@ class Webhook:
         )
 
     def _count(self, push: Push) -> None:
-        self.metrics.pushes.labels("stored").inc()
+        self.metrics.pushes_stored.inc()
         self.metrics.stored.inc(len(push.states))
         if push.rejects:
             self.metrics.rejected.inc(len(push.rejects))
@@ -125,7 +125,7 @@ class Webhook:
     async def _refuse(self, scope: Scope, send: Send, raw: bytes, exc: PushRejected) -> None:
         flavour = protocol.detect(raw) if raw else Flavour.XML
         log.warning("push refused (%d): %s", exc.http_status, exc.message)
-        self.metrics.pushes.labels("refused").inc()
+        self.metrics.pushes_refused.inc()
         reject = Reject("document", exc.message, raw, None, exc.http_status, _remote(scope))
         try:
             await self.storage.store((), (reject,))

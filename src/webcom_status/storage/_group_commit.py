@@ -5,6 +5,11 @@ transaction takes all of them, so N concurrent requests cost one fsync, not
 N. The event loop only enqueues and awaits a future: it never blocks on the
 database. If a shared transaction fails, each write is retried on its own so
 that one bad write cannot take the others down with it.
+
+Two kinds of writes share the queue: *batch* payloads, which the engine
+writes for the whole group at once (``write_batch``: one statement for the
+rows of every request, so the GIL is taken back once per group rather than
+once per row), and arbitrary jobs ``job(conn, commit_time)``.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from webcom_status.errors import StorageClosed, StorageError
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection, str], Any]
-_Item = tuple[Job, "asyncio.Future[Any]"]
+BatchWriter = Callable[[sqlite3.Connection, list[Any], str], None]
+_Item = tuple[object, "asyncio.Future[Any]"]
 _STOP = object()
 log = logging.getLogger(__name__)
 
@@ -32,11 +38,25 @@ def now_text() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _transaction(conn: sqlite3.Connection, jobs: list[Job]) -> list[Any]:
+class _Batch:
+    """A payload for the engine's batch writer, as opposed to a job to call."""
+
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: object) -> None:
+        self.payload = payload
+
+
+def _transaction(
+    conn: sqlite3.Connection, items: list[object], write_batch: BatchWriter
+) -> list[Any]:
     stamp = now_text()
     conn.execute("BEGIN IMMEDIATE")
     try:
-        results = [job(conn, stamp) for job in jobs]
+        batch = [item.payload for item in items if isinstance(item, _Batch)]
+        if batch:
+            write_batch(conn, batch, stamp)
+        results = [None if isinstance(i, _Batch) else i(conn, stamp) for i in items]  # type: ignore[operator]
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -58,8 +78,11 @@ def _settle(items: list[_Item], outcomes: list[Any]) -> None:
 class GroupCommitter:
     """Runs write jobs on one connection, many jobs per transaction."""
 
-    def __init__(self, conn: sqlite3.Connection, max_group: int = 512) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, write_batch: BatchWriter, max_group: int = 512
+    ) -> None:
         self._conn = conn
+        self._write_batch = write_batch
         self._max_group = max_group
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._loop = asyncio.get_running_loop()
@@ -69,10 +92,18 @@ class GroupCommitter:
 
     async def run(self, job: Callable[[sqlite3.Connection, str], T]) -> T:
         """Run ``job(conn, commit_time)`` in a transaction; return once committed."""
+        result: T = await self._submit(job)
+        return result
+
+    async def write(self, payload: object) -> None:
+        """Have ``write_batch`` write ``payload`` with the group's; return once committed."""
+        await self._submit(_Batch(payload))
+
+    async def _submit(self, item: object) -> Any:
         if self._closed or not self._thread.is_alive():
             raise StorageClosed("storage is closed")
-        future: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put((job, future))
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._queue.put((item, future))
         return await future
 
     async def close(self) -> None:
@@ -103,16 +134,16 @@ class GroupCommitter:
             outcomes = self._commit([job for job, _ in items])
             self._loop.call_soon_threadsafe(_settle, items, outcomes)
 
-    def _commit(self, jobs: list[Job]) -> list[Any]:
+    def _commit(self, jobs: list[object]) -> list[Any]:
         try:
-            return _transaction(self._conn, jobs)
+            return _transaction(self._conn, jobs, self._write_batch)
         except Exception as exc:  # noqa: BLE001 - every failure is answered, none escapes
             if len(jobs) == 1:
                 return [_storage_error(exc)]
         outcomes: list[Any] = []
         for job in jobs:
             try:
-                outcomes.extend(_transaction(self._conn, [job]))
+                outcomes.extend(_transaction(self._conn, [job], self._write_batch))
             except Exception as exc:  # noqa: BLE001 - as above, per job
                 outcomes.append(_storage_error(exc))
         return outcomes

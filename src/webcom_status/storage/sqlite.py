@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+import orjson
+
 from webcom_status import rules
 from webcom_status.errors import StorageError
 from webcom_status.model import Event, Message, Reject, State, Stats, StoredReject
@@ -20,6 +22,7 @@ from webcom_status.storage._queries import load_queries
 
 Q = load_queries("sqlite")
 T = TypeVar("T")
+_Push = tuple[Sequence[State], Sequence[Reject]]
 SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
 
 
@@ -41,26 +44,22 @@ def _utc(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def _event_rows(states: Sequence[State], stamp: str) -> list[tuple[object, ...]]:
-    return [
-        (s.id_sms, s.status, s.sms or "", s.viber or "", s.time_raw, _utc_text(s.time_utc), stamp)
+def _write_pushes(conn: sqlite3.Connection, pushes: list[_Push], stamp: str) -> None:
+    """The events of every push of a group in one statement; rejects after them."""
+    rows = [
+        (s.id_sms, s.status, s.sms or "", s.viber or "", s.time_raw, _utc_text(s.time_utc))
+        for states, _ in pushes
         for s in states
     ]
-
-
-def _write_push(states: Sequence[State], rejects: Sequence[Reject]) -> Callable[..., None]:
-    def job(conn: sqlite3.Connection, stamp: str) -> None:
-        conn.executemany(Q["insert_event"], _event_rows(states, stamp))
-        if rejects:
-            conn.executemany(
-                Q["insert_reject"],
-                [
-                    (stamp, r.scope, r.reason, r.id_sms_raw, r.http_status, r.remote, r.raw)
-                    for r in rejects
-                ],
-            )
-
-    return job
+    if rows:
+        conn.execute(Q["insert_events"], (orjson.dumps(rows), stamp))
+    rejects = [
+        (stamp, r.scope, r.reason, r.id_sms_raw, r.http_status, r.remote, r.raw)
+        for _, push_rejects in pushes
+        for r in push_rejects
+    ]
+    if rejects:
+        conn.executemany(Q["insert_reject"], rejects)
 
 
 class SqliteStorage:
@@ -88,14 +87,14 @@ class SqliteStorage:
             conn = await asyncio.to_thread(_connect, path, busy_timeout_ms, storage._synchronous)
         except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open SQLite database {path}: {exc}") from exc
-        storage._writer = GroupCommitter(conn)
+        storage._writer = GroupCommitter(conn, _write_pushes)
         return storage
 
     async def store(self, states: Sequence[State], rejects: Sequence[Reject]) -> None:
         if not states and not rejects:
             return
         assert self._writer is not None
-        await self._writer.run(_write_push(states, rejects))
+        await self._writer.write((states, rejects))
 
     async def message(self, id_sms: int) -> Message | None:
         return await self._read(lambda conn: _message(conn, id_sms))

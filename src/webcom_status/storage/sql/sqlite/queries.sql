@@ -1,8 +1,14 @@
--- insert_event --
--- Parameters: id_sms, status, sms, viber, time_raw, time_utc, received_at.
--- A new event is merged into messages by the trigger events_merge.
+-- insert_events --
+-- ?1: a JSON array of [id_sms, status, sms, viber, time_raw, time_utc] rows;
+-- ?2: received_at. One statement for a whole group of pushes, so that SQLite
+-- works through all of it without taking the GIL back row by row. Each new
+-- event is merged into messages by the trigger events_merge.
 INSERT INTO events (id_sms, status, sms, viber, time_raw, time_utc, received_at)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+       json_extract(value, '$[2]'), json_extract(value, '$[3]'),
+       json_extract(value, '$[4]'), json_extract(value, '$[5]'), ?2
+FROM json_each(?1)
+WHERE true
 ON CONFLICT DO NOTHING;
 
 -- insert_reject --
