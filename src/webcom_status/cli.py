@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -16,6 +18,7 @@ import uvicorn
 from webcom_status import config
 from webcom_status.errors import ConfigError, WebcomStatusError
 from webcom_status.receiver import create_app
+from webcom_status.receiver.app import SETTINGS_ENV
 from webcom_status.receiver.views import message_json, reject_json, stats_json
 from webcom_status.storage import Storage, open_storage
 
@@ -93,6 +96,14 @@ def main() -> None:
     type=click.Choice(["FULL", "EXTRA", "NORMAL"], case_sensitive=False),
     help="SQLite durability; FULL syncs every commit.",
 )
+@option("--workers", default=1, type=click.IntRange(1, 64), help="Processes sharing the port.")
+@option(
+    "--pool-size", default=10, type=click.IntRange(1), help="PostgreSQL connections per process."
+)
+@option(
+    "--prune-older-than", default=None, metavar="DURATION", help="Delete older statuses, e.g. 90d."
+)
+@option("--prune-interval", default="1h", metavar="DURATION", help="How often to prune.")
 @option("--log-level", default="info", help="Logging level.")
 @option("--access-log/--no-access-log", default=False, help="Log every request.")
 def serve(**options: Any) -> None:
@@ -109,28 +120,47 @@ def serve(**options: Any) -> None:
             allow_ips=tuple(config.parse_network(n) for n in options["allow_ip"]),
             busy_timeout_ms=options["busy_timeout"],
             synchronous=options["synchronous"].upper(),
+            pool_size=options["pool_size"],
+            prune_older_than=config.parse_duration(options["prune_older_than"])
+            if options["prune_older_than"]
+            else None,
+            prune_interval=config.parse_duration(options["prune_interval"]),
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     # Open (and migrate) once before listening: a bad --db is then a usage
     # error with a message, not a traceback from the app's startup.
     _with_storage(settings.db, lambda storage: asyncio.sleep(0))
-    server = _Server(
-        uvicorn.Config(
-            create_app(settings),
-            host=options["host"],
-            port=options["port"],
-            lifespan="on",
-            log_level=options["log_level"].lower(),
-            access_log=options["access_log"],
-            forwarded_allow_ips=options["forwarded_allow_ips"],
-            timeout_graceful_shutdown=30,
-            server_header=False,
-        )
-    )
+    uvicorn_options: dict[str, Any] = {
+        "host": options["host"],
+        "port": options["port"],
+        "lifespan": "on",
+        "log_level": options["log_level"].lower(),
+        "access_log": options["access_log"],
+        "forwarded_allow_ips": options["forwarded_allow_ips"],
+        "timeout_graceful_shutdown": 30,
+        "server_header": False,
+    }
+    if options["workers"] > 1:
+        _serve_workers(settings, options["workers"], uvicorn_options)
+        return
+    server = _Server(uvicorn.Config(create_app(settings), **uvicorn_options))
     server.run()
     if not server.started:
         sys.exit(1)
+
+
+def _serve_workers(
+    settings: config.ReceiverSettings, workers: int, options: dict[str, Any]
+) -> None:
+    """N processes on one port, each with its own app and database connections."""
+    os.environ[SETTINGS_ENV] = settings.to_json()
+    uvicorn.run(
+        "webcom_status.receiver.app:create_app_from_environment",
+        factory=True,
+        workers=workers,
+        **options,
+    )
 
 
 @main.command()
@@ -167,3 +197,25 @@ def migrate(db: str) -> None:
     """Create or upgrade the database schema, then exit."""
     _with_storage(db, lambda storage: asyncio.sleep(0))
     click.echo(f"database is up to date: {db}")
+
+
+@main.command()
+@db_option
+@option("--older-than", required=True, metavar="DURATION", help="Age to delete, e.g. 90d.")
+@option("--batch-size", default=1000, type=click.IntRange(1, 100_000), help="Rows per batch.")
+def prune(db: str, older_than: str, batch_size: int) -> None:
+    """Delete events, messages and rejects older than a duration, in batches."""
+    try:
+        age = config.parse_duration(older_than)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    before = datetime.now(UTC) - age
+    pruned = _with_storage(db, lambda storage: storage.prune(before, batch_size))
+    _print_json(
+        {
+            "before": before.isoformat(),
+            "events": pruned.events,
+            "messages": pruned.messages,
+            "rejects": pruned.rejects,
+        }
+    )

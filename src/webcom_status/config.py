@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from webcom_status.errors import ConfigError
@@ -28,6 +30,18 @@ def parse_size(text: str) -> int:
     if size <= 0:
         raise ConfigError("a size must be positive")
     return size
+
+
+_DURATION = re.compile(r"^\s*([0-9]+)\s*([smhdw])\s*$", re.IGNORECASE)
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """A duration such as ``90d``, ``12h``, ``30m``, ``45s`` or ``2w``."""
+    match = _DURATION.match(text)
+    if not match or int(match.group(1)) <= 0:
+        raise ConfigError(f"not a duration: {text!r}; use a number and s, m, h, d or w, e.g. 90d")
+    return timedelta(seconds=int(match.group(1)) * _SECONDS[match.group(2).lower()])
 
 
 def parse_zone(name: str) -> ZoneInfo:
@@ -68,6 +82,9 @@ class ReceiverSettings:
     allow_ips: tuple[IPNetwork, ...] = ()
     busy_timeout_ms: int = 5000
     synchronous: str = "FULL"
+    pool_size: int = 10
+    prune_older_than: timedelta | None = None
+    prune_interval: timedelta = timedelta(hours=1)
 
     def __post_init__(self) -> None:
         if self.token is not None and not re.fullmatch(r"[A-Za-z0-9._~-]{16,}", self.token):
@@ -78,3 +95,46 @@ class ReceiverSettings:
             )
         if self.max_body <= 0:
             raise ConfigError("max body must be positive")
+        if self.pool_size <= 0:
+            raise ConfigError("the pool size must be positive")
+
+    def to_json(self) -> str:
+        """The settings as JSON, to hand them to worker processes."""
+        return json.dumps(
+            {
+                "db": self.db,
+                "timezone": self.timezone.key,
+                "max_body": self.max_body,
+                "token": self.token,
+                "basic_auth": list(self.basic_auth) if self.basic_auth else None,
+                "allow_ips": [str(n) for n in self.allow_ips],
+                "busy_timeout_ms": self.busy_timeout_ms,
+                "synchronous": self.synchronous,
+                "pool_size": self.pool_size,
+                "prune_older_than": _seconds(self.prune_older_than),
+                "prune_interval": _seconds(self.prune_interval),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ReceiverSettings:
+        """The inverse of :meth:`to_json`."""
+        data = json.loads(text)
+        prune = data["prune_older_than"]
+        return cls(
+            db=data["db"],
+            timezone=parse_zone(data["timezone"]),
+            max_body=data["max_body"],
+            token=data["token"],
+            basic_auth=tuple(data["basic_auth"]) if data["basic_auth"] else None,
+            allow_ips=tuple(parse_network(n) for n in data["allow_ips"]),
+            busy_timeout_ms=data["busy_timeout_ms"],
+            synchronous=data["synchronous"],
+            pool_size=data["pool_size"],
+            prune_older_than=None if prune is None else timedelta(seconds=prune),
+            prune_interval=timedelta(seconds=data["prune_interval"]),
+        )
+
+
+def _seconds(value: timedelta | None) -> float | None:
+    return None if value is None else value.total_seconds()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -13,8 +15,11 @@ from webcom_status.errors import StorageError
 from webcom_status.receiver import access
 from webcom_status.receiver.api import routes, storage_failed
 from webcom_status.receiver.metrics import ReceiverMetrics
+from webcom_status.receiver.retention import prune_periodically
 from webcom_status.receiver.webhook import Webhook
 from webcom_status.storage import Storage, open_storage
+
+SETTINGS_ENV = "WEBCOM_STATUS_SETTINGS_JSON"
 
 
 class ReceiverApp:
@@ -45,19 +50,21 @@ class ReceiverApp:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _: Starlette) -> AsyncIterator[None]:
-        if self._given is not None:
+        async with contextlib.AsyncExitStack() as stack:
+            storage = self._given
+            if storage is None:
+                storage = await open_storage(
+                    self.settings.db,
+                    busy_timeout_ms=self.settings.busy_timeout_ms,
+                    synchronous=self.settings.synchronous,
+                    pool_size=self.settings.pool_size,
+                )
+                stack.push_async_callback(storage.close)
+                self._attach(storage)
+            if self.settings.prune_older_than is not None:
+                task = asyncio.create_task(prune_periodically(storage, self.settings))
+                stack.callback(task.cancel)
             yield
-            return
-        storage = await open_storage(
-            self.settings.db,
-            busy_timeout_ms=self.settings.busy_timeout_ms,
-            synchronous=self.settings.synchronous,
-        )
-        self._attach(storage)
-        try:
-            yield
-        finally:
-            await storage.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and access.is_webhook_path(scope["path"]):
@@ -66,6 +73,11 @@ class ReceiverApp:
             await self.webhook(scope, receive, send)
             return
         await self.api(scope, receive, send)
+
+
+def create_app_from_environment() -> ReceiverApp:
+    """The app with the settings ``webcom-status serve --workers N`` hands its workers."""
+    return create_app(ReceiverSettings.from_json(os.environ[SETTINGS_ENV]))
 
 
 def create_app(

@@ -27,16 +27,20 @@ def sqlite_path(url: str) -> Path:
 
 
 async def open_storage(
-    url: str, *, busy_timeout_ms: int = 5000, synchronous: str = "FULL"
+    url: str, *, busy_timeout_ms: int = 5000, synchronous: str = "FULL", pool_size: int = 10
 ) -> Storage:
-    """Open (creating and migrating as needed) the database at ``url``."""
+    """Open (creating and migrating as needed) the database at ``url``.
+
+    ``busy_timeout_ms`` and ``synchronous`` are SQLite's; ``pool_size`` is the
+    most connections one process opens to PostgreSQL.
+    """
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
         return await SqliteStorage.open(
             sqlite_path(url), busy_timeout_ms=busy_timeout_ms, synchronous=synchronous
         )
     if scheme in POSTGRES_SCHEMES:
-        return await PostgresStorage.open(url)
+        return await PostgresStorage.open(url, pool_size=pool_size)
     raise ConfigError(
         f"unsupported database URL {url!r}: use sqlite:///path/to/file.db "
         "or postgresql://user@host/dbname"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 from webcom_status.model import Message, Reject, State, Stats, StoredReject
+from webcom_status.storage._prune import Pruned
 
 
 class Storage(Protocol):
@@ -27,6 +29,12 @@ class Storage(Protocol):
 
     async def stats(self) -> Stats:
         """Counts over the whole database."""
+
+    async def prune(self, before: datetime, batch_size: int = 1000) -> Pruned:
+        """Delete events, messages (by last update) and rejects older than ``before``.
+
+        Works in batches of ``batch_size`` rows, each its own transaction.
+        """
 
     async def ping(self) -> None:
         """Raise ``StorageError`` unless the database answers and can be written."""

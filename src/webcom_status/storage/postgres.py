@@ -18,6 +18,7 @@ from webcom_status.errors import StorageError
 from webcom_status.model import Event, Message, Reject, State, Stats, StoredReject
 from webcom_status.storage._async_group import AsyncGroupCommitter
 from webcom_status.storage._migrate import migrate
+from webcom_status.storage._prune import Pruned, prune_keyed, prune_until_done
 from webcom_status.storage._queries import load_queries
 
 Q = load_queries("postgresql")
@@ -150,6 +151,33 @@ class PostgresStorage:
     async def ping(self) -> None:
         async with self._read() as conn:
             await conn.execute(Q["ping"])
+
+    async def prune(self, before: datetime, batch_size: int = 1000) -> Pruned:
+        async def boundary(table: str, after: int, size: int) -> int | None:
+            async with self._read() as conn:
+                cursor = await conn.execute(Q[f"{table}_boundary"], (after, size))
+                row = await cursor.fetchone()
+            return None if row is None else int(row[0])
+
+        async def delete(table: str, after: int, upper: int) -> int:
+            return await self._execute(Q[f"prune_{table}"], (after, upper, before))
+
+        async def rejects() -> int:
+            return await self._execute(Q["prune_rejects"], (before, batch_size))
+
+        return Pruned(
+            events=await prune_keyed("events", batch_size, boundary, delete),
+            messages=await prune_keyed("messages", batch_size, boundary, delete),
+            rejects=await prune_until_done(rejects, batch_size),
+        )
+
+    async def _execute(self, query: str, params: tuple[Any, ...]) -> int:
+        try:
+            async with self._pool.connection() as conn:
+                cursor = await conn.execute(query, params)
+                return cursor.rowcount
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise StorageError(f"database write failed: {exc}") from exc
 
     async def close(self) -> None:
         await self._writer.close()

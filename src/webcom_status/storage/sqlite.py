@@ -18,6 +18,7 @@ from webcom_status.errors import StorageError
 from webcom_status.model import Event, Message, Reject, State, Stats, StoredReject
 from webcom_status.storage._group_commit import GroupCommitter
 from webcom_status.storage._migrate import migrate
+from webcom_status.storage._prune import Pruned, prune_keyed, prune_until_done
 from webcom_status.storage._queries import load_queries
 
 Q = load_queries("sqlite")
@@ -116,6 +117,34 @@ class SqliteStorage:
         await self._read(lambda conn: conn.execute(Q["ping"]).fetchone())
         assert self._writer is not None
         await self._writer.run(lambda conn, stamp: None)
+
+    async def prune(self, before: datetime, batch_size: int = 1000) -> Pruned:
+        cutoff = before.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        writer = self._writer
+        assert writer is not None
+
+        async def boundary(table: str, after: int, size: int) -> int | None:
+            query = Q[f"{table}_boundary"]
+            row = await self._read(lambda conn: conn.execute(query, (after, size)).fetchone())
+            return None if row is None else int(row[0])
+
+        async def delete(table: str, after: int, upper: int) -> int:
+            query = Q[f"prune_{table}"]
+            return await writer.run(
+                lambda conn, _: conn.execute(query, (after, upper, cutoff)).rowcount
+            )
+
+        async def rejects() -> int:
+            query = Q["prune_rejects"]
+            return await writer.run(
+                lambda conn, _: conn.execute(query, (cutoff, batch_size)).rowcount
+            )
+
+        return Pruned(
+            events=await prune_keyed("events", batch_size, boundary, delete),
+            messages=await prune_keyed("messages", batch_size, boundary, delete),
+            rejects=await prune_until_done(rejects, batch_size),
+        )
 
     async def close(self) -> None:
         if self._writer is not None:

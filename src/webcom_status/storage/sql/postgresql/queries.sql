@@ -98,3 +98,23 @@ SELECT
 
 -- ping --
 SELECT count(*) FROM _yoyo_migration;
+
+-- events_boundary --
+-- Keyset pagination for pruning: the id_sms that closes the next batch of
+-- events after the first parameter (no row: the batch runs to the end).
+SELECT id_sms FROM events WHERE id_sms > %s ORDER BY id_sms LIMIT 1 OFFSET %s;
+
+-- prune_events --
+DELETE FROM events WHERE id_sms > %s AND id_sms <= %s AND received_at < %s;
+
+-- messages_boundary --
+SELECT id_sms FROM messages WHERE id_sms > %s ORDER BY id_sms LIMIT 1 OFFSET %s;
+
+-- prune_messages --
+-- Only messages none of whose events remain (events are pruned first).
+DELETE FROM messages WHERE id_sms > %s AND id_sms <= %s AND updated_at < %s
+  AND NOT EXISTS (SELECT 1 FROM events WHERE events.id_sms = messages.id_sms);
+
+-- prune_rejects --
+DELETE FROM rejects
+WHERE id IN (SELECT id FROM rejects WHERE received_at < %s ORDER BY id LIMIT %s);

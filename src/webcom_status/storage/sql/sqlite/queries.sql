@@ -37,3 +37,23 @@ SELECT
 
 -- ping --
 SELECT count(*) FROM _yoyo_migration;
+
+-- events_boundary --
+-- Keyset pagination for pruning: the id_sms that closes the next batch of
+-- events after ?1 (no row: the batch runs to the end).
+SELECT id_sms FROM events WHERE id_sms > ?1 ORDER BY id_sms LIMIT 1 OFFSET ?2;
+
+-- prune_events --
+DELETE FROM events WHERE id_sms > ?1 AND id_sms <= ?2 AND received_at < ?3;
+
+-- messages_boundary --
+SELECT id_sms FROM messages WHERE id_sms > ?1 ORDER BY id_sms LIMIT 1 OFFSET ?2;
+
+-- prune_messages --
+-- Only messages none of whose events remain (events are pruned first).
+DELETE FROM messages WHERE id_sms > ?1 AND id_sms <= ?2 AND updated_at < ?3
+  AND NOT EXISTS (SELECT 1 FROM events WHERE events.id_sms = messages.id_sms);
+
+-- prune_rejects --
+DELETE FROM rejects
+WHERE id IN (SELECT id FROM rejects WHERE received_at < ?1 ORDER BY id LIMIT ?2);
