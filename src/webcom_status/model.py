@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 
 class Flavour(enum.StrEnum):
@@ -14,9 +15,12 @@ class Flavour(enum.StrEnum):
     JSON = "json"
 
 
-@dataclass(frozen=True, slots=True)
-class State:
+class State(NamedTuple):
     """One status of one message, as pushed by the provider.
+
+    A named tuple rather than a frozen dataclass: it is just as immutable, and
+    the parser builds one per pushed state, where a dataclass's frozen
+    ``__init__`` costs twice as much.
 
     ``time_raw`` is the attribute exactly as sent (``""`` for ``send``);
     ``time_utc`` is that wall-clock time read in the receiver's zone and
