@@ -34,7 +34,8 @@ def database_url(name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-def _admin() -> psycopg.Connection[tuple[object, ...]]:
+def admin() -> psycopg.Connection[tuple[object, ...]]:
+    """An autocommit connection to the admin database, for CREATE DATABASE and the like."""
     return psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
 
 
@@ -51,7 +52,7 @@ class PostgresDatabases:
         self.created: list[str] = []
         self.error: str | None = None
         try:
-            with _admin() as conn:
+            with admin() as conn:
                 conn.execute(f'CREATE DATABASE "{self.template}"')
         except psycopg.Error as exc:
             self.error = HOW_TO.format(url=ADMIN_URL, error=str(exc).strip())
@@ -60,13 +61,23 @@ class PostgresDatabases:
 
     def new(self) -> str:
         """The URL of a new database with the current schema."""
+        return self._create(f'TEMPLATE "{self.template}"')
+
+    def empty(self, options: str = "") -> str:
+        """The URL of a new database without any table: nothing migrated yet.
+
+        ``options`` go to ``CREATE DATABASE``, e.g. another locale.
+        """
+        return self._create(f"TEMPLATE template0 {options}")
+
+    def _create(self, options: str) -> str:
         if self.error is not None:
             if os.environ.get("CI") == "true":
                 pytest.fail(self.error)
             pytest.skip(self.error)
         name = f"webcom_test_{uuid.uuid4().hex[:12]}"
-        with _admin() as conn:
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        with admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}" {options}')
         self.created.append(name)
         return database_url(name)
 
@@ -74,6 +85,6 @@ class PostgresDatabases:
         """Drop every database made, the template last."""
         if self.error is not None:
             return
-        with _admin() as conn:
+        with admin() as conn:
             for name in [*self.created, self.template]:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -66,6 +66,18 @@ def db_url(engine: str, db_path: Path, postgres_databases: PostgresDatabases) ->
     return postgres_databases.new()
 
 
+@pytest.fixture
+def empty_db_url(engine: str, db_path: Path, postgres_databases: PostgresDatabases) -> str:
+    """The URL of a database with no schema yet, on each engine in turn.
+
+    A SQLite file that does not exist yet; a PostgreSQL database made with
+    ``CREATE DATABASE``, not cloned from the migrated template.
+    """
+    if engine == "sqlite":
+        return f"sqlite:///{db_path}"
+    return postgres_databases.empty()
+
+
 @dataclass
 class ServerProcess:
     """A real ``webcom-status serve`` process on 127.0.0.1."""

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
-from contextlib import closing
 from importlib.metadata import version
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests import _db
 from tests.conftest import ServerProcess
 from webcom_status.storage._queries import migrations_dir
 
@@ -119,10 +118,19 @@ def test_serve_refuses_a_bad_flag_with_status_2(
     assert not (tmp_path / DEFAULT_DB).exists()
 
 
-def test_serve_reports_a_database_it_cannot_open(tmp_path: Path) -> None:
-    """``serve --db`` on a folder that does not exist: status 1 and the reason, not a traceback."""
-    result = run_cli("serve", "--port", "0", "--db", "sqlite:///no/such/dir/x.db", cwd=tmp_path)
-    assert_readable_error(result, 1, "cannot open SQLite database")
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite:///no/such/dir/x.db", "cannot open SQLite database"),
+        ("postgresql://postgres@127.0.0.1:1/nothing", "cannot open PostgreSQL database"),
+    ],
+    ids=["sqlite-no-folder", "postgresql-no-server"],
+)
+def test_serve_reports_a_database_it_cannot_open(tmp_path: Path, url: str, message: str) -> None:
+    """``serve --db`` on a folder that does not exist, or a port where no PostgreSQL
+    listens: status 1 and the reason, not a traceback."""
+    result = run_cli("serve", "--port", "0", "--db", url, cwd=tmp_path)
+    assert_readable_error(result, 1, message)
 
 
 def test_show_prints_what_the_api_returns(
@@ -186,21 +194,27 @@ def test_stats_prints_what_the_api_returns(
     assert stats == {"messages": 2, "events": 3, "unknown_status_events": 0, "rejects": 2}
 
 
-def test_migrate_creates_the_schema_once(tmp_path: Path, db_path: Path, db_url: str) -> None:
-    """``migrate`` on a new file creates the tables; run again it changes nothing."""
+def test_migrate_creates_the_schema_once(tmp_path: Path, engine: str, empty_db_url: str) -> None:
+    """``migrate`` on an empty database creates the tables; run again it changes nothing.
+
+    Every migration of the engine is recorded as applied, once.
+    """
+    if engine == "postgresql":
+        assert not _db.tables(empty_db_url), "the database must start without a table"
     for _ in range(2):
-        result = run_cli("migrate", "--db", db_url, cwd=tmp_path)
+        result = run_cli("migrate", "--db", empty_db_url, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == f"database is up to date: {db_url}"
-    with closing(sqlite3.connect(db_path)) as conn:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        applied = conn.execute("SELECT count(*) FROM _yoyo_migration").fetchone()[0]
-    assert {"events", "messages", "rejects", "status_ranks"} <= tables
-    assert applied == len(list(migrations_dir("sqlite").glob("*.sql")))
+        assert result.stdout.strip() == f"database is up to date: {empty_db_url}"
+    assert _db.tables(empty_db_url) >= _db.APP_TABLES
+    expected = sorted(p.stem for p in migrations_dir(engine).glob("*.sql"))
+    assert _db.applied_migrations(empty_db_url) == expected
 
 
 def test_database_url_is_read_from_the_environment(tmp_path: Path, db_path: Path) -> None:
-    """``WEBCOM_STATUS_DB`` picks the database of every command; ``--db`` wins over it."""
+    """``WEBCOM_STATUS_DB`` picks the database of every command; ``--db`` wins over it.
+
+    With SQLite files, whichever appears shows which URL a command used.
+    """
     env = {"WEBCOM_STATUS_DB": f"sqlite:///{db_path}"}
     assert run_cli("migrate", cwd=tmp_path, env=env).returncode == 0
     assert db_path.exists()

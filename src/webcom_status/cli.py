@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import signal
 import sys
@@ -136,6 +137,7 @@ def serve(**options: Any) -> None:
         "port": options["port"],
         "lifespan": "on",
         "log_level": options["log_level"].lower(),
+        "log_config": _log_config(options["log_level"]),
         "access_log": options["access_log"],
         "forwarded_allow_ips": options["forwarded_allow_ips"],
         "timeout_graceful_shutdown": 30,
@@ -148,6 +150,17 @@ def serve(**options: Any) -> None:
     server.run()
     if not server.started:
         sys.exit(1)
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging set-up, with the project's own loggers at ``level``."""
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config["loggers"]["webcom_status"] = {
+        "handlers": ["default"],
+        "level": level.upper(),
+        "propagate": False,
+    }
+    return log_config
 
 
 def _serve_workers(

@@ -33,6 +33,7 @@ def parse_size(text: str) -> int:
 
 
 _DURATION = re.compile(r"^\s*([0-9]+)\s*([smhdw])\s*$", re.IGNORECASE)
+MAX_DURATION = timedelta(days=36500)
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -41,7 +42,10 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text)
     if not match or int(match.group(1)) <= 0:
         raise ConfigError(f"not a duration: {text!r}; use a number and s, m, h, d or w, e.g. 90d")
-    return timedelta(seconds=int(match.group(1)) * _SECONDS[match.group(2).lower()])
+    seconds = int(match.group(1)) * _SECONDS[match.group(2).lower()]
+    if seconds > MAX_DURATION.total_seconds():
+        raise ConfigError(f"duration {text!r} is longer than {MAX_DURATION.days} days")
+    return timedelta(seconds=seconds)
 
 
 def parse_zone(name: str) -> ZoneInfo:

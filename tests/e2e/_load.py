@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import random
 import re
-import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import closing
 from dataclasses import dataclass, field
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -248,25 +245,3 @@ class Load:
     @property
     def acked(self) -> set[int]:
         return set().union(*(c.acked for c in self.clients))
-
-
-def integrity(path: Path) -> str:
-    """``PRAGMA integrity_check`` of the file, opened by a fresh connection."""
-    with closing(sqlite3.connect(path)) as conn:
-        return "\n".join(row[0] for row in conn.execute("PRAGMA integrity_check"))
-
-
-def stored_messages(path: Path) -> dict[int, tuple[str, str | None, str | None, str]]:
-    """Every row of ``messages`` as ``id -> (status, sms, viber, time_raw)``."""
-    with closing(sqlite3.connect(path)) as conn:
-        rows = conn.execute("SELECT id_sms, status, sms, viber, time_raw FROM messages")
-        return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
-
-
-def stored_events(path: Path) -> list[tuple[int, str, str | None, str | None, str]]:
-    """Every row of ``events`` as ``(id, status, sms, viber, time_raw)``."""
-    with closing(sqlite3.connect(path)) as conn:
-        rows = conn.execute(
-            "SELECT id_sms, status, nullif(sms, ''), nullif(viber, ''), time_raw FROM events"
-        )
-        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]

@@ -1,13 +1,13 @@
 """What the receiver's HTTP tests share: a server per module, pushes, and the checks.
 
 Every check goes through the real server (``/api/...``, ``/metrics``) or, for
-exact bytes, through ``sqlite3`` on the server's database file.
+exact bytes, through a read-only look into its database (:mod:`tests._db`),
+whichever the engine.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from lxml import etree
 
+from tests import _db
 from tests.conftest import ServerProcess
 
 TIME = "2011-01-01 12:57:46"
@@ -80,10 +81,9 @@ def error_of(reply: httpx.Response) -> str:
 
 @dataclass
 class Receiver:
-    """A running receiver, seen from outside: HTTP, plus its SQLite file."""
+    """A running receiver, seen from outside: HTTP, plus its database."""
 
     process: ServerProcess
-    db_path: Path
     client: httpx.Client
     webhook_path: str = "/webhook"
     auth: tuple[str, str] | None = None
@@ -91,6 +91,10 @@ class Receiver:
     @property
     def url(self) -> str:
         return self.process.url
+
+    @property
+    def db_url(self) -> str:
+        return self.process.db_url
 
     def push(
         self,
@@ -143,12 +147,8 @@ class Receiver:
         return rejects[-1]["id"] if rejects else 0
 
     def raw_reject(self, reject_id: int) -> bytes:
-        """The exact bytes kept for a reject, read from the file."""
-        with contextlib.closing(sqlite3.connect(self.db_path)) as conn:
-            row = conn.execute("SELECT raw FROM rejects WHERE id = ?", (reject_id,)).fetchone()
-        assert row is not None, f"no reject {reject_id}"
-        raw: bytes = row[0]
-        return raw
+        """The exact bytes kept for a reject, read from the database."""
+        return _db.reject_raw(self.db_url, reject_id)
 
     def metric(self, sample: str) -> float:
         """The value of one sample of ``/metrics`` (``name{labels}``), 0 when absent."""
@@ -159,25 +159,18 @@ class Receiver:
         return 0.0
 
 
-def stored_ids(db_path: Path) -> set[int]:
-    """Every ``id_sms`` with a current state, read from the file."""
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
-        return {row[0] for row in conn.execute("SELECT id_sms FROM messages")}
-
-
 @contextlib.contextmanager
-def running(directory: Path, *flags: str, db_path: Path | None = None) -> Iterator[Receiver]:
-    """A receiver with ``flags``, stopped afterwards.
+def running(directory: Path, *flags: str, db_url: str) -> Iterator[Receiver]:
+    """A receiver with ``flags`` on ``db_url``, its log in ``directory``; stopped afterwards.
 
-    Its log goes to ``directory``, and so does its database unless ``db_path`` is given.
+    Tests on every engine get theirs from the ``start_receiver`` fixture.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    db_path = db_path or directory / "status.db"
-    process = ServerProcess(f"sqlite:///{db_path}", flags, log_path=directory / "server.log")
+    process = ServerProcess(db_url, flags, log_path=directory / "server.log")
     try:
         process.start()
         with httpx.Client(base_url=process.url, timeout=TIMEOUT) as client:
-            yield Receiver(process, db_path, client)
+            yield Receiver(process, client)
     finally:
         if process.proc is not None and process.proc.poll() is None:
             process.stop()

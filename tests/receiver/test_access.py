@@ -7,7 +7,7 @@ the body is read. ``/healthz``, ``/api`` and ``/metrics`` are not behind them
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -18,7 +18,6 @@ from tests.receiver.support import (
     acked,
     assert_baseline_unharmed,
     before,
-    running,
     seed,
     state,
     xml_doc,
@@ -31,37 +30,35 @@ OPEN_PATHS = ["/healthz", "/api/stats", "/api/rejects", "/api/messages/1", "/met
 
 
 @pytest.fixture(scope="module")
-def with_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
+def with_token(start_receiver: Callable[..., Receiver]) -> Receiver:
     """Pushes accepted only at ``/webhook/TOKEN``."""
-    with running(tmp_path_factory.mktemp("token"), "--token", TOKEN) as started:
-        started.webhook_path = f"/webhook/{TOKEN}"
-        yield seed(started)
+    started = start_receiver("token", "--token", TOKEN)
+    started.webhook_path = f"/webhook/{TOKEN}"
+    return seed(started)
 
 
 @pytest.fixture(scope="module")
-def with_basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
+def with_basic(start_receiver: Callable[..., Receiver]) -> Receiver:
     """Pushes accepted only with HTTP Basic credentials."""
-    flag = f"{USER}:{PASSWORD}"
-    with running(tmp_path_factory.mktemp("basic"), "--basic-auth", flag) as started:
-        started.auth = (USER, PASSWORD)
-        yield seed(started)
+    started = start_receiver("basic", "--basic-auth", f"{USER}:{PASSWORD}")
+    started.auth = (USER, PASSWORD)
+    return seed(started)
 
 
 @pytest.fixture(scope="module")
-def only_10_8(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
+def only_10_8(start_receiver: Callable[..., Receiver]) -> Receiver:
     """Pushes accepted only from 10.0.0.0/8 (the tests connect from 127.0.0.1)."""
-    with running(tmp_path_factory.mktemp("ten"), "--allow-ip", "10.0.0.0/8") as started:
-        reply = started.push(BASELINE, headers={"x-forwarded-for": "10.0.0.1"})
-        assert reply.status_code == 200, reply.text
-        yield started
+    started = start_receiver("ten", "--allow-ip", "10.0.0.0/8")
+    reply = started.push(BASELINE, headers={"x-forwarded-for": "10.0.0.1"})
+    assert reply.status_code == 200, reply.text
+    return started
 
 
 @pytest.fixture(scope="module")
-def only_loopback(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
+def only_loopback(start_receiver: Callable[..., Receiver]) -> Receiver:
     """Pushes accepted only from 127.0.0.1; no proxy trusted for X-Forwarded-For."""
     flags = ("--allow-ip", "127.0.0.1/32", "--forwarded-allow-ips", "192.0.2.1")
-    with running(tmp_path_factory.mktemp("loopback"), *flags) as started:
-        yield seed(started)
+    return seed(start_receiver("loopback", *flags))
 
 
 def assert_denied(
@@ -218,6 +215,7 @@ def test_webhook_takes_only_post(only_loopback: Receiver, method: str) -> None:
 
 @pytest.mark.parametrize("path", OPEN_PATHS)
 @pytest.mark.parametrize("guarded", ["with_token", "with_basic", "only_10_8"])
+@pytest.mark.usefixtures("engine")  # the receivers come from getfixturevalue: name their param
 def test_health_api_and_metrics_are_not_behind_the_webhook_guards(
     request: pytest.FixtureRequest, guarded: str, path: str
 ) -> None:

@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 
-from tests.receiver.support import JSON_TYPE, Receiver, acked, running, seed, state, xml_doc
+from tests.receiver.support import JSON_TYPE, Receiver, acked, seed, state, xml_doc
 
 MESSAGE_KEYS = {"id_sms", "status", "sms", "viber", "time", "updated_at", "history"}
 EVENT_KEYS = {"status", "sms", "viber", "time", "time_raw", "received_at"}
 
 
 @pytest.fixture(scope="module")
-def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
+def receiver(start_receiver: Callable[..., Receiver]) -> Receiver:
     """A receiver holding the baseline, message 50 with two events, and three rejects."""
-    with running(tmp_path_factory.mktemp("api")) as started:
-        seed(started)
-        first = xml_doc(state(50, "deliver", time="2024-03-01 10:00:00", sms="deliver"))
-        second = xml_doc(state(50, "read", time="2024-03-01 10:05:00", sms="deliver", viber="read"))
-        for body in (first, second):
-            assert acked(started.push(body)) == [50]
-        for bad in (b"one", b"two", b"three"):
-            assert started.push(bad).status_code == 400
-        yield started
+    started = seed(start_receiver("api"))
+    first = xml_doc(state(50, "deliver", time="2024-03-01 10:00:00", sms="deliver"))
+    second = xml_doc(state(50, "read", time="2024-03-01 10:05:00", sms="deliver", viber="read"))
+    for body in (first, second):
+        assert acked(started.push(body)) == [50]
+    for bad in (b"one", b"two", b"three"):
+        assert started.push(bad).status_code == 400
+    return started
 
 
 def test_message_has_the_documented_shape(receiver: Receiver) -> None:

@@ -2,8 +2,8 @@
 
 A large push is held half-sent across the SIGTERM and a burst of concurrent
 pushes runs on other connections. The server finishes what it started, exits
-0, and the database file (read with sqlite3 after the exit) holds every id
-that any ``200`` answer echoed.
+0, and the database (read after the exit, whichever the engine) holds every
+id that any ``200`` answer echoed.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests._db import stored_ids
 from tests.conftest import ServerProcess
-from tests.receiver.support import acked, state, stored_ids, xml_doc
+from tests.receiver.support import acked, state, xml_doc
 
 WAIT = 30.0
 POLLS = 3000
@@ -115,7 +116,7 @@ def large_push(url: str, held: HeldBody, outcome: Outcome) -> None:
 
 @pytest.mark.skipif(not TCP_TABLES[0].exists(), reason="reads socket queues from /proc/net/tcp")
 def test_sigterm_during_a_burst_loses_no_acknowledged_id(
-    start_server: Callable[..., ServerProcess], db_path: Path
+    start_server: Callable[..., ServerProcess], db_url: str
 ) -> None:
     """Every id echoed by a 200 is stored; the held large push is finished; exit status 0."""
     server = start_server()
@@ -142,7 +143,7 @@ def test_sigterm_during_a_burst_loses_no_acknowledged_id(
     assert set(outcome.statuses) == {200}, outcome.statuses
     assert not outcome.mismatches
     assert set(LARGE_IDS) <= outcome.acked, "the push held across SIGTERM was not finished"
-    stored = stored_ids(db_path)
+    stored = stored_ids(db_url)
     lost = outcome.acked - stored
     assert not lost, f"{len(lost)} acknowledged ids are not in the database"
     assert "Traceback" not in server.log(), server.log()

@@ -4,6 +4,10 @@ A push the database could not take is answered 503 with the platform's error
 document and no ``id_sms``, so the provider pushes it again. Nothing of it is
 stored or counted. The server keeps answering, and stores the next push once
 the database works again.
+
+Both tests here break SQLite itself (a full disk under its file, its write
+lock held by another connection), so they run on SQLite only; the PostgreSQL
+outage (its connections cut while pushing) is in ``tests/storage/test_postgres.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import httpx
 import orjson
 import pytest
 
+from tests._db import integrity, stored_ids
 from tests.receiver.support import (
     BASELINE_IDS,
     JSON_TYPE,
@@ -31,7 +36,6 @@ from tests.receiver.support import (
     running,
     seed,
     state,
-    stored_ids,
     xml_doc,
 )
 
@@ -48,12 +52,6 @@ def assert_unavailable(reply: httpx.Response, content_type: str = XML_TYPE) -> N
     assert error_of(reply) == UNAVAILABLE
     assert acked(reply) == []
     assert b"id_sms" not in reply.content
-
-
-def integrity(db_path: Path) -> str:
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
-        result: str = conn.execute("PRAGMA integrity_check").fetchone()[0]
-        return result
 
 
 @pytest.fixture
@@ -95,11 +93,13 @@ def test_disk_full_is_503_without_acknowledgement_and_recovers(
     """A full disk: 503, no id echoed, nothing stored or counted; reads keep working.
 
     Once space is freed the same push is stored and acknowledged, exactly once.
+    SQLite only: the database file is on a tmpfs of the test's own.
     """
     ids = list(range(5000, 7000))
     push = xml_doc(*(state(i, "deliver", sms="deliver", viber="deliver") for i in ids))
     db_path = tiny_disk / "status.db"
-    with running(tmp_path / "server", db_path=db_path) as receiver:
+    db_url = f"sqlite:///{db_path}"
+    with running(tmp_path / "server", db_url=db_url) as receiver:
         seed(receiver)
         then = before(receiver)
         fill(tiny_disk / "filler")
@@ -120,22 +120,25 @@ def test_disk_full_is_503_without_acknowledgement_and_recovers(
         assert receiver.metric(STORED) == len(BASELINE_IDS) + len(ids)
         assert receiver.metric(FAILED_PUSHES) == 2
         assert receiver.stats()["events"] == len(BASELINE_IDS) + len(ids)
-    assert stored_ids(db_path) == {*BASELINE_IDS, *ids}
+    assert stored_ids(db_url) == {*BASELINE_IDS, *ids}
     assert integrity(db_path) == "ok"
 
 
-def test_locked_database_is_503_without_acknowledgement_and_recovers(tmp_path: Path) -> None:
+def test_locked_database_is_503_without_acknowledgement_and_recovers(
+    tmp_path: Path, db_path: Path, sqlite_url: str
+) -> None:
     """Another connection holds the write lock past ``--busy-timeout``: 503, /healthz 503.
 
     Reads still answer. After the lock is released /healthz is 200 again and a
     push is stored; what was refused (and not pushed again) is not stored,
-    not kept as a reject, and not counted.
+    not kept as a reject, and not counted. SQLite only: the lock is SQLite's
+    ``BEGIN EXCLUSIVE`` on the file.
     """
-    with running(tmp_path, "--busy-timeout", "200") as receiver:
+    with running(tmp_path, "--busy-timeout", "200", db_url=sqlite_url) as receiver:
         seed(receiver)
         then = before(receiver)
         mixed = xml_doc(state(23), '<state id_sms="zz">deliver</state>')
-        with contextlib.closing(sqlite3.connect(receiver.db_path, isolation_level=None)) as lock:
+        with contextlib.closing(sqlite3.connect(db_path, isolation_level=None)) as lock:
             lock.execute("BEGIN EXCLUSIVE")
 
             assert_unavailable(receiver.push(xml_doc(state(20), state(21))))
@@ -164,4 +167,4 @@ def test_locked_database_is_503_without_acknowledgement_and_recovers(tmp_path: P
             "unknown_status_events": 0,
             "rejects": 0,
         }
-    assert stored_ids(receiver.db_path) == {*BASELINE_IDS, 20, 21}
+    assert stored_ids(sqlite_url) == {*BASELINE_IDS, 20, 21}

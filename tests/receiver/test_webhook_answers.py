@@ -9,12 +9,12 @@ an earlier one, overall or on either channel.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.receiver.support import Receiver, acked, running, seed, state, xml_doc
+from tests.receiver.support import Receiver, acked, seed, state, xml_doc
 
 T1 = "2024-03-01 10:00:00"
 T2 = "2024-03-01 10:05:00"
@@ -23,10 +23,9 @@ _bases = itertools.count(3000, 100)
 
 
 @pytest.fixture(scope="module")
-def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
+def receiver(start_receiver: Callable[..., Receiver]) -> Receiver:
     """A receiver with default settings, shared by the module."""
-    with running(tmp_path_factory.mktemp("answers")) as started:
-        yield seed(started)
+    return seed(start_receiver("answers"))
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ the answer comes in the flavour of the push: XML for XML, JSON for JSON.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import orjson
 import pytest
@@ -21,7 +21,6 @@ from tests.receiver.support import (
     acked,
     assert_baseline_unharmed,
     before,
-    running,
     seed,
     state,
 )
@@ -32,10 +31,9 @@ _ids = itertools.count(2000, 10)
 
 
 @pytest.fixture(scope="module")
-def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
+def receiver(start_receiver: Callable[..., Receiver]) -> Receiver:
     """A receiver with default settings, shared by the module."""
-    with running(tmp_path_factory.mktemp("formats")) as started:
-        yield seed(started)
+    return seed(start_receiver("formats"))
 
 
 @pytest.mark.parametrize("encoding", ["windows-1251", "koi8-r", "utf-16"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import orjson
@@ -24,7 +24,6 @@ from tests.receiver.support import (
     assert_baseline_unharmed,
     assert_refused,
     before,
-    running,
     seed,
     state,
     xml_doc,
@@ -132,17 +131,15 @@ REFUSED = [
 
 
 @pytest.fixture(scope="module")
-def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
+def receiver(start_receiver: Callable[..., Receiver]) -> Receiver:
     """A receiver with default settings, shared by the module."""
-    with running(tmp_path_factory.mktemp("refusals")) as started:
-        yield seed(started)
+    return seed(start_receiver("refusals"))
 
 
 @pytest.fixture(scope="module")
-def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
+def limited(start_receiver: Callable[..., Receiver]) -> Receiver:
     """A receiver that takes bodies of at most 1 KiB."""
-    with running(tmp_path_factory.mktemp("limited"), "--max-body", "1KiB") as started:
-        yield seed(started)
+    return seed(start_receiver("limited", "--max-body", "1KiB"))
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ raw fragment and the reason, and an unknown status value is stored verbatim.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -22,7 +22,6 @@ from tests.receiver.support import (
     acked,
     assert_baseline_unharmed,
     before,
-    running,
     seed,
     state,
     xml_doc,
@@ -91,10 +90,9 @@ BAD_STATES = [
 
 
 @pytest.fixture(scope="module")
-def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
+def receiver(start_receiver: Callable[..., Receiver]) -> Receiver:
     """One receiver for the module; every test uses ids of its own."""
-    with running(tmp_path_factory.mktemp("states")) as started:
-        yield seed(started)
+    return seed(start_receiver("states"))
 
 
 @pytest.fixture
@@ -242,6 +240,28 @@ def test_json_items_are_validated_one_by_one(receiver: Receiver, base: int) -> N
         "time is not 'YYYY-MM-DD HH:MM:SS': 'yesterday'",
         "item is not a JSON object",
     ]
+    assert_baseline_unharmed(receiver, then)
+
+
+def test_nul_in_a_rejected_json_id_does_not_fail_the_document(
+    receiver: Receiver, base: int, engine: str
+) -> None:
+    """A JSON string id holding NUL is rejected alone; its neighbour is stored and echoed.
+
+    The raw item is kept exactly. PostgreSQL ``text`` cannot hold NUL, so
+    there the reject's ``id_sms_raw`` shows it as U+FFFD; SQLite keeps it.
+    """
+    bad = {"id_sms": f"{base}\u00001", "time": TIME, "state": "deliver"}
+    then = before(receiver)
+
+    reply = receiver.push(orjson.dumps([bad, {"id_sms": base, "time": TIME, "state": "read"}]))
+
+    assert reply.status_code == 200, reply.text
+    assert reply.json() == [{"id_sms": base}]
+    [reject] = receiver.rejects(then.last_reject)
+    assert receiver.raw_reject(reject["id"]) == orjson.dumps(bad)
+    kept = f"{base}\u00001" if engine == "sqlite" else f"{base}\ufffd1"
+    assert reject["id_sms_raw"] == kept
     assert_baseline_unharmed(receiver, then)
 
 

@@ -39,6 +39,12 @@ def _weight(write: _Write) -> int:
     return len(write.states) + len(write.rejects) + 1
 
 
+def _text(value: str | None) -> str | None:
+    # PostgreSQL text cannot hold NUL, which a JSON string can (a bad id_sms
+    # kept as written): U+FFFD stands in for it; ``raw`` keeps the exact bytes.
+    return None if value is None else value.replace("\x00", "\ufffd")
+
+
 def _params(writes: list[_Write]) -> dict[str, Any]:
     states = [s for w in writes for s in w.states]
     rejects = [r for w in writes for r in w.rejects]
@@ -51,10 +57,10 @@ def _params(writes: list[_Write]) -> dict[str, Any]:
         "times_raw": [s.time_raw for s in states],
         "times_utc": [s.time_utc for s in states],
         "r_scopes": [r.scope for r in rejects],
-        "r_reasons": [r.reason for r in rejects],
-        "r_ids": [r.id_sms_raw for r in rejects],
+        "r_reasons": [_text(r.reason) for r in rejects],
+        "r_ids": [_text(r.id_sms_raw) for r in rejects],
         "r_statuses": [r.http_status for r in rejects],
-        "r_remotes": [r.remote for r in rejects],
+        "r_remotes": [_text(r.remote) for r in rejects],
         "r_raws": [r.raw for r in rejects],
     }
 
@@ -149,8 +155,7 @@ class PostgresStorage:
         return Stats(*row)
 
     async def ping(self) -> None:
-        async with self._read() as conn:
-            await conn.execute(Q["ping"])
+        await self._execute(Q["ping"], ())
 
     async def prune(self, before: datetime, batch_size: int = 1000) -> Pruned:
         async def boundary(table: str, after: int, size: int) -> int | None:
@@ -188,9 +193,15 @@ class PostgresStorage:
 
 
 class _Reading:
-    """A pooled connection for reads; driver failures become ``StorageError``."""
+    """A pooled connection for reads; driver failures become ``StorageError``.
+
+    Those of the queries in the block too: a connection the server closed must
+    give a 503, not an unhandled error. After such a loss the pool checks its
+    idle connections, so that the next reads do not meet the same fate.
+    """
 
     def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]) -> None:
+        self._pool = pool
         self._context = pool.connection()
 
     async def __aenter__(self) -> psycopg.AsyncConnection[TupleRow]:
@@ -204,6 +215,11 @@ class _Reading:
             await self._context.__aexit__(*exc_info)
         except (psycopg.Error, PoolTimeout) as exc:
             raise StorageError(f"database read failed: {exc}") from exc
+        error = exc_info[1]
+        if isinstance(error, psycopg.OperationalError):
+            await self._pool.check()
+        if isinstance(error, psycopg.Error):
+            raise StorageError(f"database read failed: {error}") from error
 
 
 async def _migrate(url: str, timeout: float) -> None:

@@ -114,9 +114,8 @@ class SqliteStorage:
         return Stats(*row)
 
     async def ping(self) -> None:
-        await self._read(lambda conn: conn.execute(Q["ping"]).fetchone())
         assert self._writer is not None
-        await self._writer.run(lambda conn, stamp: None)
+        await self._writer.run(lambda conn, stamp: conn.execute(Q["ping"], (stamp,)))
 
     async def prune(self, before: datetime, batch_size: int = 1000) -> Pruned:
         cutoff = before.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")

@@ -47,7 +47,7 @@ rejected AS (
 )
 INSERT INTO messages AS m (
     id_sms, status, time_raw, time_utc, status_key,
-    sms, sms_key, viber, viber_key, first_seen, updated_at)
+    sms, sms_key, viber, viber_key, first_seen, updated_at, last_event_at)
 SELECT id_sms,
        split_part(status_key, E'\x01', 3),
        split_part(status_key, E'\x01', 4),
@@ -55,7 +55,7 @@ SELECT id_sms,
        status_key,
        split_part(sms_key, E'\x01', 3), sms_key,
        split_part(viber_key, E'\x01', 3), viber_key,
-       %(now)s, %(now)s
+       %(now)s, %(now)s, %(now)s
 FROM reduced
 ORDER BY id_sms
 ON CONFLICT (id_sms) DO UPDATE SET
@@ -72,18 +72,25 @@ ON CONFLICT (id_sms) DO UPDATE SET
     viber      = CASE WHEN excluded.viber_key > coalesce(m.viber_key, '')
                       THEN excluded.viber ELSE m.viber END,
     viber_key  = greatest(excluded.viber_key, m.viber_key),
-    updated_at = excluded.updated_at
-WHERE excluded.status_key > m.status_key
-   OR excluded.sms_key > coalesce(m.sms_key, '')
-   OR excluded.viber_key > coalesce(m.viber_key, '');
+    updated_at = CASE WHEN excluded.status_key > m.status_key
+                        OR excluded.sms_key > coalesce(m.sms_key, '')
+                        OR excluded.viber_key > coalesce(m.viber_key, '')
+                      THEN excluded.updated_at ELSE m.updated_at END,
+    -- Set by every new event, winning or not, so that a prune racing this
+    -- statement re-checks the row and keeps it (see prune_messages).
+    last_event_at = excluded.last_event_at;
 
 -- get_message --
 SELECT id_sms, status, sms, viber, time_raw, time_utc, first_seen, updated_at
 FROM messages WHERE id_sms = %s;
 
 -- get_history --
+-- The order of SQLite's: no time first (NULLS FIRST), statuses in byte order
+-- whatever the database's collation (COLLATE "C").
 SELECT status, nullif(sms, ''), nullif(viber, ''), time_raw, time_utc, received_at
-FROM events WHERE id_sms = %s ORDER BY received_at, time_utc NULLS FIRST, status;
+FROM events WHERE id_sms = %s
+ORDER BY received_at, time_utc NULLS FIRST, status COLLATE "C", time_raw COLLATE "C",
+         sms COLLATE "C", viber COLLATE "C";
 
 -- list_rejects --
 SELECT id, received_at, scope, reason, raw, id_sms_raw, http_status, remote
@@ -97,7 +104,7 @@ SELECT
     (SELECT count(*) FROM rejects);
 
 -- ping --
-SELECT count(*) FROM _yoyo_migration;
+INSERT INTO heartbeat (id, at) VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET at = excluded.at;
 
 -- events_boundary --
 -- Keyset pagination for pruning: the id_sms that closes the next batch of
@@ -111,8 +118,11 @@ DELETE FROM events WHERE id_sms > %s AND id_sms <= %s AND received_at < %s;
 SELECT id_sms FROM messages WHERE id_sms > %s ORDER BY id_sms LIMIT 1 OFFSET %s;
 
 -- prune_messages --
--- Only messages none of whose events remain (events are pruned first).
-DELETE FROM messages WHERE id_sms > %s AND id_sms <= %s AND updated_at < %s
+-- Only messages that got no new event since the cut-off and none of whose
+-- events remain (events are pruned first). A concurrent store sets
+-- last_event_at on the row it merges into, so the re-check after its row
+-- lock keeps the message.
+DELETE FROM messages WHERE id_sms > %s AND id_sms <= %s AND last_event_at < %s
   AND NOT EXISTS (SELECT 1 FROM events WHERE events.id_sms = messages.id_sms);
 
 -- prune_rejects --

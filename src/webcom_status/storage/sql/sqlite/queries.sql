@@ -22,7 +22,8 @@ FROM messages WHERE id_sms = ?;
 
 -- get_history --
 SELECT status, nullif(sms, ''), nullif(viber, ''), time_raw, time_utc, received_at
-FROM events WHERE id_sms = ? ORDER BY received_at, time_utc, status;
+FROM events WHERE id_sms = ?
+ORDER BY received_at, time_utc, status, time_raw, sms, viber;
 
 -- list_rejects --
 SELECT id, received_at, scope, reason, raw, id_sms_raw, http_status, remote
@@ -36,7 +37,7 @@ SELECT
     (SELECT count(*) FROM rejects);
 
 -- ping --
-SELECT count(*) FROM _yoyo_migration;
+INSERT INTO heartbeat (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at;
 
 -- events_boundary --
 -- Keyset pagination for pruning: the id_sms that closes the next batch of
@@ -50,8 +51,9 @@ DELETE FROM events WHERE id_sms > ?1 AND id_sms <= ?2 AND received_at < ?3;
 SELECT id_sms FROM messages WHERE id_sms > ?1 ORDER BY id_sms LIMIT 1 OFFSET ?2;
 
 -- prune_messages --
--- Only messages none of whose events remain (events are pruned first).
-DELETE FROM messages WHERE id_sms > ?1 AND id_sms <= ?2 AND updated_at < ?3
+-- Only messages that got no new event since the cut-off and none of whose
+-- events remain (events are pruned first).
+DELETE FROM messages WHERE id_sms > ?1 AND id_sms <= ?2 AND last_event_at < ?3
   AND NOT EXISTS (SELECT 1 FROM events WHERE events.id_sms = messages.id_sms);
 
 -- prune_rejects --

@@ -38,8 +38,9 @@ CREATE TABLE messages (
     sms_key    text        COLLATE "C",
     viber      text,
     viber_key  text        COLLATE "C",
-    first_seen timestamptz NOT NULL,
-    updated_at timestamptz NOT NULL
+    first_seen    timestamptz NOT NULL,
+    updated_at    timestamptz NOT NULL,
+    last_event_at timestamptz NOT NULL
 );
 
 CREATE TABLE rejects (
@@ -51,4 +52,11 @@ CREATE TABLE rejects (
     http_status integer,
     remote      text,
     raw         bytea       NOT NULL
+);
+
+-- One row, rewritten by every health check: /healthz proves that the
+-- database takes writes (a full disk fails it), not only that it answers.
+CREATE TABLE heartbeat (
+    id integer PRIMARY KEY CHECK (id = 1),
+    at timestamptz NOT NULL
 );

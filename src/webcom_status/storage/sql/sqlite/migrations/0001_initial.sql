@@ -38,8 +38,9 @@ CREATE TABLE messages (
     sms_key    TEXT,
     viber      TEXT,
     viber_key  TEXT,
-    first_seen TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    first_seen    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    last_event_at TEXT NOT NULL
 );
 
 -- Every new event is merged into messages in the same statement that inserts
@@ -48,7 +49,7 @@ CREATE TRIGGER events_merge AFTER INSERT ON events BEGIN
     INSERT INTO messages
     SELECT new.id_sms, new.status, new.time_raw, new.time_utc, k.status_key,
            nullif(new.sms, ''), k.sms_key, nullif(new.viber, ''), k.viber_key,
-           new.received_at, new.received_at
+           new.received_at, new.received_at, new.received_at
     FROM (
         SELECT
             coalesce((SELECT rank FROM status_ranks WHERE value = new.status), 1)
@@ -73,10 +74,12 @@ CREATE TRIGGER events_merge AFTER INSERT ON events BEGIN
         sms_key    = max(coalesce(excluded.sms_key, ''), coalesce(sms_key, '')),
         viber      = iif(excluded.viber_key > coalesce(viber_key, ''), excluded.viber, viber),
         viber_key  = max(coalesce(excluded.viber_key, ''), coalesce(viber_key, '')),
-        updated_at = excluded.updated_at
-    WHERE excluded.status_key > status_key
-       OR excluded.sms_key > coalesce(sms_key, '')
-       OR excluded.viber_key > coalesce(viber_key, '');
+        updated_at = iif(excluded.status_key > status_key
+                         OR excluded.sms_key > coalesce(sms_key, '')
+                         OR excluded.viber_key > coalesce(viber_key, ''),
+                         excluded.updated_at, updated_at),
+        -- Set by every new event, winning or not: retention keys on it.
+        last_event_at = excluded.last_event_at;
 END;
 
 CREATE TABLE rejects (
@@ -88,4 +91,11 @@ CREATE TABLE rejects (
     http_status INTEGER,
     remote      TEXT,
     raw         BLOB    NOT NULL
+);
+
+-- One row, rewritten by every health check: /healthz proves that the
+-- database takes writes (a full disk fails it), not only that it answers.
+CREATE TABLE heartbeat (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at TEXT NOT NULL
 );
