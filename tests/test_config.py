@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import json
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,6 +14,7 @@ from webcom_status.config import (
     DEFAULT_TIMEZONE,
     ReceiverSettings,
     parse_basic_auth,
+    parse_duration,
     parse_network,
     parse_size,
     parse_zone,
@@ -195,3 +198,122 @@ def test_max_body_must_be_positive(max_body: int) -> None:
     """A limit of zero or less would refuse every push."""
     with pytest.raises(ConfigError, match="positive"):
         ReceiverSettings(max_body=max_body)
+
+
+@pytest.mark.parametrize(
+    ("text", "duration"),
+    [
+        ("1s", timedelta(seconds=1)),
+        ("45s", timedelta(seconds=45)),
+        ("30m", timedelta(minutes=30)),
+        ("12h", timedelta(hours=12)),
+        ("90d", timedelta(days=90)),
+        ("2w", timedelta(weeks=2)),
+        ("90D", timedelta(days=90)),
+        ("1H", timedelta(hours=1)),
+        ("1W", timedelta(weeks=1)),
+        (" 5 m ", timedelta(minutes=5)),
+        ("007s", timedelta(seconds=7)),
+        ("3600s", timedelta(hours=1)),
+        ("36500d", timedelta(days=36500)),
+    ],
+)
+def test_parse_duration_accepts_a_whole_number_and_one_unit(text: str, duration: timedelta) -> None:
+    """A positive whole number and one of s, m, h, d, w (any case, spaces around)."""
+    assert parse_duration(text) == duration
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " ",
+        "90",
+        "d",
+        "s1",
+        "1.5h",
+        "1,5h",
+        "-1d",
+        "+1d",
+        "1y",
+        "1ms",
+        "1M s",
+        "90 days",
+        "1h30m",
+        "1d 1h",
+        "P1D",
+        "1e3s",
+        "٣d",
+    ],
+)
+def test_parse_duration_refuses_anything_else(text: str) -> None:
+    """Fractions, signs, other units, compound and ISO forms are refused with an example."""
+    with pytest.raises(ConfigError, match=r"not a duration: .*90d"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["0s", "0d", "000w"])
+def test_parse_duration_refuses_zero(text: str) -> None:
+    """An age or interval of zero would prune everything, or prune in a busy loop."""
+    with pytest.raises(ConfigError, match="not a duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["9999999999d", "99999999999999999999s", "2000000000w"])
+def test_parse_duration_refuses_values_beyond_any_date(text: str) -> None:
+    """A duration too long for a ``timedelta`` is a ``ConfigError``, not an ``OverflowError``."""
+    with pytest.raises(ConfigError, match="duration"):
+        parse_duration(text)
+
+
+FULL_SETTINGS = ReceiverSettings(
+    db="postgresql://webcom:s3cret@db.example:5432/statuses",
+    timezone=ZoneInfo("Asia/Vladivostok"),
+    max_body=512 * KIB,
+    token="kF3q9vXyLw2bN8mPz4RtH7sJ",
+    basic_auth=("webcom", "pa:ss word"),
+    allow_ips=(
+        ipaddress.ip_network("203.0.113.0/24"),
+        ipaddress.ip_network("198.51.100.7/32"),
+        ipaddress.ip_network("2001:db8::/32"),
+    ),
+    busy_timeout_ms=250,
+    synchronous="NORMAL",
+    pool_size=3,
+    prune_older_than=timedelta(days=90),
+    prune_interval=timedelta(minutes=5),
+)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        ReceiverSettings(),
+        FULL_SETTINGS,
+        ReceiverSettings(basic_auth=("пользователь", "пароль"), prune_interval=timedelta(hours=2)),
+        ReceiverSettings(
+            prune_older_than=timedelta(seconds=1), prune_interval=timedelta(seconds=1)
+        ),
+    ],
+    ids=["defaults", "everything-set", "unicode-credentials", "one-second-retention"],
+)
+def test_settings_survive_the_trip_to_worker_processes(settings: ReceiverSettings) -> None:
+    """``from_json(to_json())`` gives equal settings: what ``serve --workers`` hands each worker."""
+    assert ReceiverSettings.from_json(settings.to_json()) == settings
+
+
+def test_settings_json_is_plain_json_with_durations_in_seconds() -> None:
+    """The environment carries plain JSON: the zone by name, networks as CIDR, ages in seconds."""
+    data = json.loads(FULL_SETTINGS.to_json())
+    assert data["timezone"] == "Asia/Vladivostok"
+    assert data["basic_auth"] == ["webcom", "pa:ss word"]
+    assert data["allow_ips"] == ["203.0.113.0/24", "198.51.100.7/32", "2001:db8::/32"]
+    assert (data["prune_older_than"], data["prune_interval"]) == (90 * 86400, 300)
+    assert json.loads(ReceiverSettings().to_json())["prune_older_than"] is None
+
+
+def test_settings_from_json_validate_like_the_constructor() -> None:
+    """A worker refuses settings the command line would have refused (a short token)."""
+    data = json.loads(ReceiverSettings().to_json()) | {"token": "short"}
+    with pytest.raises(ConfigError, match="at least 16 characters"):
+        ReceiverSettings.from_json(json.dumps(data))

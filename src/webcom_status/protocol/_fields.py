@@ -18,6 +18,14 @@ class InvalidState(ValueError):
 
 def parse_id(raw: object) -> int:
     """``id_sms`` as a positive integer that fits a signed 64-bit column."""
+    if type(raw) is str and 0 < len(raw) < 19 and raw.isdigit() and raw.isascii():
+        value = int(raw)  # the common case: plain digits, below 10**18
+        if value > 0:
+            return value
+    return _parse_id_slowly(raw)
+
+
+def _parse_id_slowly(raw: object) -> int:
     if raw is None:
         raise InvalidState("id_sms is missing")
     if isinstance(raw, bool) or not isinstance(raw, int | str):
@@ -64,13 +72,22 @@ def parse_time(raw: str, zone: tzinfo) -> datetime | None:
 
 def parse_status(raw: object, name: str) -> str:
     """A status value, whitespace-trimmed and otherwise kept verbatim."""
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
+    if raw is None:
         raise InvalidState(f"{name} is empty")
     if not isinstance(raw, str):
         raise InvalidState(f"{name} is not a string: {raw!r}")
-    if _CONTROL.search(raw.strip()):
+    return _status_text(str(raw), name)
+
+
+@lru_cache(maxsize=1024)
+def _status_text(raw: str, name: str) -> str:
+    # Pushes repeat a handful of values: remember the ones already checked.
+    text = raw.strip()
+    if not text:
+        raise InvalidState(f"{name} is empty")
+    if _CONTROL.search(text):
         raise InvalidState(f"{name} holds control characters: {raw!r}")
-    return raw.strip()
+    return text
 
 
 def parse_channel(raw: object, name: str) -> str | None:

@@ -23,7 +23,7 @@ from webcom_status.storage._queries import load_queries
 
 Q = load_queries("sqlite")
 T = TypeVar("T")
-_Push = tuple[Sequence[State], Sequence[Reject]]
+_Push = tuple[str, Sequence[Reject]]
 SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
 
 
@@ -45,15 +45,25 @@ def _utc(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
+def _events_json(states: Sequence[State]) -> str:
+    """The rows of ``insert_events`` as JSON, built by the caller's thread."""
+    return orjson.dumps(
+        [
+            (s.id_sms, s.status, s.sms or "", s.viber or "", s.time_raw, _utc_text(s.time_utc))
+            for s in states
+        ]
+    ).decode()
+
+
 def _write_pushes(conn: sqlite3.Connection, pushes: list[_Push], stamp: str) -> None:
-    """The events of every push of a group in one statement; rejects after them."""
-    rows = [
-        (s.id_sms, s.status, s.sms or "", s.viber or "", s.time_raw, _utc_text(s.time_utc))
-        for states, _ in pushes
-        for s in states
-    ]
-    if rows:
-        conn.execute(Q["insert_events"], (orjson.dumps(rows), stamp))
+    """The events of every push of a group in one statement; rejects after them.
+
+    The writer thread only joins the requests' JSON arrays: it needs the GIL
+    as little as possible while the event loop parses the next pushes.
+    """
+    arrays = [events[1:-1] for events, _ in pushes if events]
+    if arrays:
+        conn.execute(Q["insert_events"], ("[" + ",".join(arrays) + "]", stamp))
     rejects = [
         (stamp, r.scope, r.reason, r.id_sms_raw, r.http_status, r.remote, r.raw)
         for _, push_rejects in pushes
@@ -95,7 +105,7 @@ class SqliteStorage:
         if not states and not rejects:
             return
         assert self._writer is not None
-        await self._writer.write((states, rejects))
+        await self._writer.write((_events_json(states) if states else "", rejects))
 
     async def message(self, id_sms: int) -> Message | None:
         return await self._read(lambda conn: _message(conn, id_sms))
