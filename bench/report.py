@@ -45,6 +45,7 @@ class Target:
     states: int
     versus: str | None  # None: compare states/s itself with `goal`
     goal: float
+    server: str = "receiver"
 
 
 TARGETS = [
@@ -53,6 +54,8 @@ TARGETS = [
     Target("receiver / baseline req/s", NO_SHIM, 1, "baseline", 20),
     Target("receiver / baseline states/s", NO_SHIM, 100, "baseline", 20),
     Target("receiver / hello-world req/s", "shim", 1, "hello", 0.25),
+    Target("receiver-pg states/s", NO_SHIM, 100, None, 100_000, "receiver-pg"),
+    Target("receiver-pg-w2 states/s", NO_SHIM, 100, None, 100_000, "receiver-pg-w2"),
 ]
 
 
@@ -70,16 +73,17 @@ def table(results: list[Result]) -> list[str]:
     found = {(r.server, r.fsync, r.states): r for r in results}
     lines = [
         "| server | fsync delay | states/doc | req/s | states/s | p50 ms | p99 ms "
-        "| x hello-world | x baseline | CPU server | CPU wrk | CPU other |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| x hello-world | x baseline | x receiver (SQLite) | CPU server | CPU wrk | CPU other |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         vs_hello = ratio(found, r, "hello") if r.server != "hello" else None
         vs_base = ratio(found, r, "baseline") if r.server == "receiver" else None
+        vs_sqlite = ratio(found, r, "receiver") if r.server.startswith("receiver-") else None
         lines.append(
             f"| {r.server} | {r.fsync} | {r.states} | {r.rps:,.0f} | {r.states_per_s:,.0f} "
             f"| {r.wrk['p50_ms']:.2f} | {r.wrk['p99_ms']:.2f} "
-            f"| {fmt_ratio(vs_hello)} | {fmt_ratio(vs_base)} "
+            f"| {fmt_ratio(vs_hello)} | {fmt_ratio(vs_base)} | {fmt_ratio(vs_sqlite)} "
             f"| {r.cpu.server:.2f} | {r.cpu.wrk:.2f} "
             f"| {r.cpu.other:.2f}{' (!)' if r.disturbed else ''} |"
         )
@@ -93,7 +97,7 @@ def verdicts(results: list[Result], shim: str) -> list[str]:
              "|---|---|---:|---:|---:|---|"]  # fmt: skip
     for t in TARGETS:
         fsync = shim if t.fsync == "shim" else t.fsync
-        row = found.get(("receiver", fsync, t.states))
+        row = found.get((t.server, fsync, t.states))
         value = None if row is None else row.states_per_s
         if row is not None and t.versus is not None:
             value = ratio(found, row, t.versus)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import cpu
+from postgres import count_events, drop_all, url_file
 from report import NO_SHIM, Result, render
 from servers import BENCH, HOST, ROOT, SERVERS, STOP_TIMEOUT_S, Live, Server, serving
 
@@ -66,6 +67,8 @@ def run_wrk(port: int, states: int, seconds: int, settings: Settings, run: int) 
 
 def count_rows(db: Path) -> int | None:
     """Rows in the events table, or None when there is no such table."""
+    if url_file(db).exists():
+        return count_events(db)
     if not db.exists():
         return None
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
@@ -179,6 +182,8 @@ def run_round(
     results: list[Result] = []
     problems: list[str] = []
     for name in settings.servers:
+        if fsync != NO_SHIM and not SERVERS[name].disk:
+            continue
         print(f"{name} (fsync delay: {fsync})", file=sys.stderr, flush=True)
         try:
             more, found = bench_server(SERVERS[name], fsync, env, settings, workdir)
@@ -274,11 +279,20 @@ def require_tools(settings: Settings) -> None:
         raise SystemExit("py-spy not found: `pip install py-spy` installs it")
 
 
+@contextmanager
+def dropping_databases() -> Iterator[None]:
+    """Drop the PostgreSQL databases made for the runs, whatever happens."""
+    try:
+        yield
+    finally:
+        drop_all()
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
     require_tools(settings)
     shim_label = f"{settings.fsync_delay_us / 1000:g} ms"
-    with tempfile.TemporaryDirectory(prefix="webcom-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="webcom-bench-") as tmp, dropping_databases():
         workdir = Path(tmp)
         results, problems = run_round(settings, workdir, {}, NO_SHIM)
         shim = build_shim(workdir) if settings.fsync_delay_us > 0 else None

@@ -18,6 +18,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from postgres import new_database
+
 HOST = "127.0.0.1"
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -32,6 +34,9 @@ class Server:
     name: str
     argv: Callable[[int, Path], list[str]]
     env: dict[str, str] = field(default_factory=dict)
+    # False: the database is another process (PostgreSQL), so the fsync shim
+    # preloaded into the server would measure nothing; those rows are skipped.
+    disk: bool = True
 
 
 def hello_argv(port: int, _db: Path) -> list[str]:
@@ -52,6 +57,14 @@ def receiver_argv(port: int, db: Path) -> list[str]:
             "--host", HOST, "--port", str(port)]  # fmt: skip
 
 
+def receiver_pg_argv(workers: int) -> Callable[[int, Path], list[str]]:
+    def argv(port: int, db: Path) -> list[str]:
+        return [sys.executable, "-m", "webcom_status", "serve", "--db", new_database(db),
+                "--host", HOST, "--port", str(port), "--workers", str(workers)]  # fmt: skip
+
+    return argv
+
+
 def receiver_env() -> dict[str, str]:
     """Run the working tree's package, installed or not."""
     path = os.environ.get("PYTHONPATH", "")
@@ -62,6 +75,8 @@ SERVERS = {
     "hello": Server("hello", hello_argv),
     "baseline": Server("baseline", baseline_argv),
     "receiver": Server("receiver", receiver_argv, receiver_env()),
+    "receiver-pg": Server("receiver-pg", receiver_pg_argv(1), receiver_env(), disk=False),
+    "receiver-pg-w2": Server("receiver-pg-w2", receiver_pg_argv(2), receiver_env(), disk=False),
 }
 
 

@@ -27,6 +27,8 @@ from webcom_status.errors import StorageClosed, StorageError
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection, str], Any]
+# Writes the payloads as one transaction of its own (a single statement in
+# autocommit mode where it can, BEGIN … COMMIT otherwise); on failure, nothing.
 BatchWriter = Callable[[sqlite3.Connection, list[Any], str], None]
 _Item = tuple[object, "asyncio.Future[Any]"]
 _STOP = object()
@@ -47,16 +49,11 @@ class _Batch:
         self.payload = payload
 
 
-def _transaction(
-    conn: sqlite3.Connection, items: list[object], write_batch: BatchWriter
-) -> list[Any]:
+def _transaction(conn: sqlite3.Connection, jobs: list[Job]) -> list[Any]:
     stamp = now_text()
     conn.execute("BEGIN IMMEDIATE")
     try:
-        batch = [item.payload for item in items if isinstance(item, _Batch)]
-        if batch:
-            write_batch(conn, batch, stamp)
-        results = [None if isinstance(i, _Batch) else i(conn, stamp) for i in items]  # type: ignore[operator]
+        results = [job(conn, stamp) for job in jobs]
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -134,19 +131,46 @@ class GroupCommitter:
             outcomes = self._commit([job for job, _ in items])
             self._loop.call_soon_threadsafe(_settle, items, outcomes)
 
-    def _commit(self, jobs: list[object]) -> list[Any]:
-        try:
-            return _transaction(self._conn, jobs, self._write_batch)
-        except Exception as exc:  # noqa: BLE001 - every failure is answered, none escapes
-            if len(jobs) == 1:
-                return [_storage_error(exc)]
-        outcomes: list[Any] = []
-        for job in jobs:
-            try:
-                outcomes.extend(_transaction(self._conn, [job], self._write_batch))
-            except Exception as exc:  # noqa: BLE001 - as above, per job
-                outcomes.append(_storage_error(exc))
+    def _commit(self, items: list[object]) -> list[Any]:
+        """The outcome of each item: batches in one transaction, jobs in another."""
+        outcomes: list[Any] = [None] * len(items)
+        batches = [i for i, item in enumerate(items) if isinstance(item, _Batch)]
+        jobs = [i for i, item in enumerate(items) if not isinstance(item, _Batch)]
+
+        def write(indices: list[int]) -> list[Any]:
+            payloads = [items[i].payload for i in indices]  # type: ignore[attr-defined]
+            self._write_batch(self._conn, payloads, now_text())
+            return [None] * len(indices)
+
+        def run(indices: list[int]) -> list[Any]:
+            return _transaction(self._conn, [items[i] for i in indices])  # type: ignore[misc]
+
+        _attempt(batches, write, outcomes)
+        _attempt(jobs, run, outcomes)
         return outcomes
+
+
+def _attempt(
+    indices: list[int], commit: Callable[[list[int]], list[Any]], outcomes: list[Any]
+) -> None:
+    """Commit ``indices`` together; if that fails, each alone, so one cannot fail the rest."""
+    if not indices:
+        return
+    try:
+        results = commit(indices)
+    except Exception as exc:  # noqa: BLE001 - every failure is answered, none escapes
+        if len(indices) == 1:
+            outcomes[indices[0]] = _storage_error(exc)
+            return
+    else:
+        for i, result in zip(indices, results, strict=True):
+            outcomes[i] = result
+        return
+    for i in indices:
+        try:
+            outcomes[i] = commit([i])[0]
+        except Exception as exc:  # noqa: BLE001 - as above, per item
+            outcomes[i] = _storage_error(exc)
 
 
 def _storage_error(exc: Exception) -> StorageError:

@@ -20,6 +20,7 @@ from webcom_status.storage._async_group import AsyncGroupCommitter
 from webcom_status.storage._migrate import migrate
 from webcom_status.storage._prune import Pruned, prune_keyed, prune_until_done
 from webcom_status.storage._queries import load_queries
+from webcom_status.storage._rows import events_json, join_arrays
 
 Q = load_queries("postgresql")
 log = logging.getLogger(__name__)
@@ -31,12 +32,13 @@ _RETRYABLE = (psycopg.OperationalError, pg_errors.DeadlockDetected)
 
 @dataclass(frozen=True, slots=True)
 class _Write:
-    states: Sequence[State]
+    events: str  # events_json of the request's states
+    count: int
     rejects: Sequence[Reject]
 
 
 def _weight(write: _Write) -> int:
-    return len(write.states) + len(write.rejects) + 1
+    return write.count + len(write.rejects) + 1
 
 
 def _text(value: str | None) -> str | None:
@@ -46,16 +48,10 @@ def _text(value: str | None) -> str | None:
 
 
 def _params(writes: list[_Write]) -> dict[str, Any]:
-    states = [s for w in writes for s in w.states]
     rejects = [r for w in writes for r in w.rejects]
     return {
         "now": datetime.now(UTC),
-        "ids": [s.id_sms for s in states],
-        "statuses": [s.status for s in states],
-        "sms": [s.sms or "" for s in states],
-        "viber": [s.viber or "" for s in states],
-        "times_raw": [s.time_raw for s in states],
-        "times_utc": [s.time_utc for s in states],
+        "events": join_arrays([w.events for w in writes]),
         "r_scopes": [r.scope for r in rejects],
         "r_reasons": [_text(r.reason) for r in rejects],
         "r_ids": [_text(r.id_sms_raw) for r in rejects],
@@ -99,7 +95,7 @@ class PostgresStorage:
 
     async def store(self, states: Sequence[State], rejects: Sequence[Reject]) -> None:
         if states or rejects:
-            await self._writer.submit(_Write(states, rejects))
+            await self._writer.submit(_Write(events_json(states), len(states), rejects))
 
     async def _commit(self, writes: list[_Write]) -> None:
         params = _params(writes)

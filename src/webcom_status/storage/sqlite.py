@@ -11,8 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-import orjson
-
 from webcom_status import rules
 from webcom_status.errors import StorageError
 from webcom_status.model import Event, Message, Reject, State, Stats, StoredReject
@@ -20,6 +18,7 @@ from webcom_status.storage._group_commit import GroupCommitter
 from webcom_status.storage._migrate import migrate
 from webcom_status.storage._prune import Pruned, prune_keyed, prune_until_done
 from webcom_status.storage._queries import load_queries
+from webcom_status.storage._rows import events_json, join_arrays
 
 Q = load_queries("sqlite")
 T = TypeVar("T")
@@ -45,32 +44,32 @@ def _utc(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def _events_json(states: Sequence[State]) -> str:
-    """The rows of ``insert_events`` as JSON, built by the caller's thread."""
-    return orjson.dumps(
-        [
-            (s.id_sms, s.status, s.sms or "", s.viber or "", s.time_raw, _utc_text(s.time_utc))
-            for s in states
-        ]
-    ).decode()
-
-
 def _write_pushes(conn: sqlite3.Connection, pushes: list[_Push], stamp: str) -> None:
-    """The events of every push of a group in one statement; rejects after them.
+    """The events of every push of a group in one statement; rejects with them.
 
-    The writer thread only joins the requests' JSON arrays: it needs the GIL
-    as little as possible while the event loop parses the next pushes.
+    Without rejects the one statement is the whole transaction (autocommit):
+    the writer thread then makes a single call into SQLite per group, and so
+    takes the GIL back once, while the event loop parses the next pushes.
     """
-    arrays = [events[1:-1] for events, _ in pushes if events]
-    if arrays:
-        conn.execute(Q["insert_events"], ("[" + ",".join(arrays) + "]", stamp))
+    events = join_arrays([events for events, _ in pushes])
     rejects = [
         (stamp, r.scope, r.reason, r.id_sms_raw, r.http_status, r.remote, r.raw)
         for _, push_rejects in pushes
         for r in push_rejects
     ]
-    if rejects:
+    if not rejects:
+        conn.execute(Q["insert_events"], (events, stamp))
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if events != "[]":
+            conn.execute(Q["insert_events"], (events, stamp))
         conn.executemany(Q["insert_reject"], rejects)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 class SqliteStorage:
@@ -105,7 +104,7 @@ class SqliteStorage:
         if not states and not rejects:
             return
         assert self._writer is not None
-        await self._writer.write((_events_json(states) if states else "", rejects))
+        await self._writer.write((events_json(states), rejects))
 
     async def message(self, id_sms: int) -> Message | None:
         return await self._read(lambda conn: _message(conn, id_sms))
