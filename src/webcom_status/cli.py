@@ -99,7 +99,7 @@ def main() -> None:
 )
 @option("--workers", default=1, type=click.IntRange(1, 64), help="Processes sharing the port.")
 @option(
-    "--pool-size", default=10, type=click.IntRange(1), help="PostgreSQL connections per process."
+    "--pool-size", default=4, type=click.IntRange(1), help="PostgreSQL connections per process."
 )
 @option(
     "--prune-older-than", default=None, metavar="DURATION", help="Delete older statuses, e.g. 90d."

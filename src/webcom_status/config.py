@@ -86,7 +86,7 @@ class ReceiverSettings:
     allow_ips: tuple[IPNetwork, ...] = ()
     busy_timeout_ms: int = 5000
     synchronous: str = "FULL"
-    pool_size: int = 10
+    pool_size: int = 4
     prune_older_than: timedelta | None = None
     prune_interval: timedelta = timedelta(hours=1)
 

@@ -27,7 +27,7 @@ def sqlite_path(url: str) -> Path:
 
 
 async def open_storage(
-    url: str, *, busy_timeout_ms: int = 5000, synchronous: str = "FULL", pool_size: int = 10
+    url: str, *, busy_timeout_ms: int = 5000, synchronous: str = "FULL", pool_size: int = 4
 ) -> Storage:
     """Open (creating and migrating as needed) the database at ``url``.
 

@@ -76,7 +76,7 @@ class PostgresStorage:
         )
 
     @classmethod
-    async def open(cls, url: str, *, pool_size: int = 10, timeout: float = 5.0) -> PostgresStorage:
+    async def open(cls, url: str, *, pool_size: int = 4, timeout: float = 5.0) -> PostgresStorage:
         """Migrate (once, under an advisory lock), then open the pool."""
         try:
             await _migrate(url, timeout)
