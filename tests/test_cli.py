@@ -230,3 +230,23 @@ def test_commands_refuse_an_unsupported_database_url(tmp_path: Path) -> None:
     """A database URL no engine takes is a usage error (status 2) naming the URL."""
     result = run_cli("stats", "--db", "mysql://localhost/status", cwd=tmp_path)
     assert_readable_error(result, 2, "unsupported database URL")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("WEBCOM_STATUS_TOKEN", "short", "the token must be at least 16 characters"),
+        ("WEBCOM_STATUS_TIMEZONE", "Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
+        ("WEBCOM_STATUS_MAX_BODY", "lots", "not a size: 'lots'"),
+        ("WEBCOM_STATUS_ALLOW_IP", "10.0.0.0/8 nonsense", "not an IP address or CIDR block"),
+        ("WEBCOM_STATUS_PRUNE_OLDER_THAN", "soon", "not a duration: 'soon'"),
+    ],
+)
+def test_serve_reads_each_flag_from_its_environment_variable(
+    tmp_path: Path, variable: str, value: str, message: str
+) -> None:
+    """``WEBCOM_STATUS_<FLAG>`` sets ``--<flag>`` of ``serve``: a bad value there is
+    refused exactly as the flag would be (status 2, the flag's own message)."""
+    result = run_cli("serve", "--port", "0", cwd=tmp_path, env={variable: value})
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr

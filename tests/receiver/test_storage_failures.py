@@ -92,6 +92,9 @@ def test_disk_full_is_503_without_acknowledgement_and_recovers(
 ) -> None:
     """A full disk: 503, no id echoed, nothing stored or counted; reads keep working.
 
+    ``/healthz`` answers 503 too: its check writes, so a database that cannot
+    take writes is reported unhealthy, and 200 again once it can.
+
     Once space is freed the same push is stored and acknowledged, exactly once.
     SQLite only: the database file is on a tmpfs of the test's own.
     """
@@ -107,12 +110,15 @@ def test_disk_full_is_503_without_acknowledgement_and_recovers(
         for _ in range(2):
             assert_unavailable(receiver.push(push))
         assert "database or disk is full" in receiver.process.log()
+        health = receiver.get("/healthz")
+        assert health.status_code == 503, health.text
         assert receiver.process.proc is not None
         assert receiver.process.proc.poll() is None
         assert receiver.stats() == then.stats
         assert_baseline_unharmed(receiver, then)
 
         (tiny_disk / "filler").unlink()
+        assert receiver.get("/healthz").status_code == 200
         reply = receiver.push(push)
 
         assert reply.status_code == 200, reply.text
