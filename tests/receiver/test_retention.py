@@ -14,11 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,6 +28,7 @@ import pytest
 
 from tests import _db
 from tests.conftest import ServerProcess
+from tests.test_cli import run_cli
 from webcom_status.model import Reject, State
 from webcom_status.protocol import parse_time
 from webcom_status.storage import open_storage, sqlite_path
@@ -159,20 +157,6 @@ def test_the_running_server_keeps_statuses_younger_than_the_age(
     young = httpx.get(f"{server.url}/api/messages/22", timeout=30).json()
     assert young["status"] == "read"
     assert sorted(e["status"] for e in young["history"]) == ["deliver", "read"]
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """``python -m webcom_status ARGS`` in ``cwd``, without any ``WEBCOM_STATUS_*`` setting."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("WEBCOM_STATUS")}
-    return subprocess.run(
-        [sys.executable, "-m", "webcom_status", *args],
-        cwd=cwd,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 async def _store(db_url: str) -> None:
