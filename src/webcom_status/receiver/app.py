@@ -63,7 +63,7 @@ class ReceiverApp:
                 self._attach(storage)
             if self.settings.prune_older_than is not None:
                 task = asyncio.create_task(prune_periodically(storage, self.settings))
-                stack.callback(task.cancel)
+                stack.push_async_callback(_stop, task)
             yield
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -73,6 +73,13 @@ class ReceiverApp:
             await self.webhook(scope, receive, send)
             return
         await self.api(scope, receive, send)
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    """Cancel a background task and wait until it has stopped (before the storage closes)."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def create_app_from_environment() -> ReceiverApp:
