@@ -175,3 +175,14 @@ def test_empty_array_is_an_empty_push() -> None:
     """``[]`` is a valid push with nothing to acknowledge."""
     push = parse_push(b"[]", MSK)
     assert (push.flavour, push.states, push.acknowledge) == (Flavour.JSON, (), ())
+
+
+def test_a_rejected_item_keeps_an_integer_beyond_64_bits_exactly() -> None:
+    """An id too large to store is rejected, and the kept fragment and raw id show the
+    provider's digits, not a float approximation of them."""
+    body = b'[{"id_sms": 12345678901234567890123, "time": "", "state": "send"}]'
+    push = parse_push(body, ZoneInfo("Europe/Moscow"))
+    assert push.states == ()
+    (reject,) = push.rejects
+    assert reject.id_sms_raw == "12345678901234567890123"
+    assert b'"id_sms":12345678901234567890123' in reject.raw

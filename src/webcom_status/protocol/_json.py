@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import tzinfo
 
 import orjson
@@ -25,12 +26,29 @@ def _state(item: object, zone: tzinfo) -> State:
     )
 
 
+def _dump(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def _id_raw(item: object) -> str | None:
     # The id as the provider wrote it: a string's content, otherwise its JSON text.
     if not isinstance(item, dict) or "id_sms" not in item:
         return None
     raw = item["id_sms"]
-    return raw if isinstance(raw, str) else orjson.dumps(raw).decode()
+    return raw if isinstance(raw, str) else _dump(raw)
+
+
+def _exact_items(body: bytes, fallback: list[object]) -> list[object]:
+    """The items again through the standard library, whose integers are exact.
+
+    orjson reads an integer beyond 64 bits as a float; a kept reject must show
+    what the provider sent. Only documents with a rejected item pay for this.
+    """
+    try:
+        items = json.loads(body)
+    except (ValueError, RecursionError):
+        return fallback
+    return items if isinstance(items, list) and len(items) == len(fallback) else fallback
 
 
 def parse_json(body: bytes, zone: tzinfo) -> tuple[list[State], list[Reject]]:
@@ -42,10 +60,16 @@ def parse_json(body: bytes, zone: tzinfo) -> tuple[list[State], list[Reject]]:
     if not isinstance(document, list):
         raise PushRejected("JSON push must be an array of states")
     states: list[State] = []
-    rejects: list[Reject] = []
-    for item in document:
+    bad: list[tuple[int, str]] = []
+    for index, item in enumerate(document):
         try:
             states.append(_state(item, zone))
         except InvalidState as exc:
-            rejects.append(Reject("state", str(exc), orjson.dumps(item), _id_raw(item)))
+            bad.append((index, str(exc)))
+    if not bad:
+        return states, []
+    items = _exact_items(body, document)
+    rejects = [
+        Reject("state", reason, _dump(items[i]).encode(), _id_raw(items[i])) for i, reason in bad
+    ]
     return states, rejects
