@@ -39,7 +39,8 @@ def _parser() -> etree.XMLParser:
     return parser
 
 
-def _root(body: bytes) -> etree._Element:
+def parse_document(body: bytes) -> etree._Element:
+    """The root of a well-formed XML document without any DTD, else ``PushRejected``."""
     if any(marker in body for marker in _DTD_MARKERS):
         raise PushRejected("DTDs and entity declarations are not accepted")
     try:
@@ -49,6 +50,11 @@ def _root(body: bytes) -> etree._Element:
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:
         raise PushRejected("DTDs and entity declarations are not accepted")
+    return root
+
+
+def _root(body: bytes) -> etree._Element:
+    root = parse_document(body)
     name = etree.QName(root).localname
     if name not in ROOTS:
         raise PushRejected(f"root element is <{name}>, expected <response> or <request>")
