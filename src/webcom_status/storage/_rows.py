@@ -36,6 +36,24 @@ def events_json(states: Sequence[State]) -> str:
     ).decode()
 
 
+def events_records(states: Sequence[State]) -> str:
+    """The same rows as objects, ``{"i", "s", "m", "v", "r", "t"}``: PostgreSQL's
+    ``json_to_recordset`` unpacks them in one pass, faster than indexing arrays."""
+    return orjson.dumps(
+        [
+            {
+                "i": s.id_sms,
+                "s": s.status,
+                "m": s.sms or "",
+                "v": s.viber or "",
+                "r": s.time_raw,
+                "t": rules.time_key(s.time_utc) or None,
+            }
+            for s in states
+        ]
+    ).decode()
+
+
 def join_arrays(arrays: Sequence[str]) -> str:
     """One JSON array holding the elements of every (non-empty) array given."""
     return "[" + ",".join(a[1:-1] for a in arrays if len(a) > 2) + "]"

@@ -20,7 +20,7 @@ from webcom_status.storage._async_group import AsyncGroupCommitter
 from webcom_status.storage._migrate import migrate
 from webcom_status.storage._prune import Pruned, prune_keyed, prune_until_done
 from webcom_status.storage._queries import load_queries
-from webcom_status.storage._rows import events_json, join_arrays
+from webcom_status.storage._rows import events_records, join_arrays
 
 Q = load_queries("postgresql")
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ _RETRYABLE = (psycopg.OperationalError, pg_errors.DeadlockDetected)
 
 @dataclass(frozen=True, slots=True)
 class _Write:
-    events: str  # events_json of the request's states
+    events: str  # events_records of the request's states
     count: int
     rejects: Sequence[Reject]
 
@@ -95,7 +95,7 @@ class PostgresStorage:
 
     async def store(self, states: Sequence[State], rejects: Sequence[Reject]) -> None:
         if states or rejects:
-            await self._writer.submit(_Write(events_json(states), len(states), rejects))
+            await self._writer.submit(_Write(events_records(states), len(states), rejects))
 
     async def _commit(self, writes: list[_Write]) -> None:
         params = _params(writes)

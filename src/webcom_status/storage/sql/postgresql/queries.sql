@@ -4,11 +4,12 @@
 -- keep the rejects. Rows are taken in key order so that concurrent groups
 -- lock the same rows in the same order.
 WITH input AS (
-    -- events_json rows: [id_sms, status, sms, viber, time_raw, UTC time or null]
-    SELECT (e ->> 0)::bigint AS id_sms, e ->> 1 AS status, e ->> 2 AS sms,
-           e ->> 3 AS viber, e ->> 4 AS time_raw,
-           (e ->> 5)::timestamp AT TIME ZONE 'UTC' AS time_utc
-    FROM json_array_elements(%(events)s::json) AS e
+    -- events_records rows: {i: id_sms, s: status, m: sms, v: viber, r: time_raw,
+    -- t: UTC time or null}; json_to_recordset reads each object in one pass.
+    SELECT i AS id_sms, s AS status, m AS sms, v AS viber, r AS time_raw,
+           t::timestamp AT TIME ZONE 'UTC' AS time_utc
+    FROM json_to_recordset(%(events)s::json)
+        AS e (i bigint, s text, m text, v text, r text, t text)
 ),
 inserted AS (
     INSERT INTO events (id_sms, status, sms, viber, time_raw, time_utc, received_at)
