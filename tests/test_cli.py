@@ -13,11 +13,13 @@ import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from tests import _db
+from tests._postgres import PostgresDatabases
 from tests.conftest import ServerProcess
 from webcom_status.storage._queries import migrations_dir
 
@@ -250,3 +252,23 @@ def test_serve_reads_each_flag_from_its_environment_variable(
     result = run_cli("serve", "--port", "0", cwd=tmp_path, env={variable: value})
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
+
+
+def test_postgres_settings_come_from_the_standard_pg_variables(
+    tmp_path: Path, postgres_databases: PostgresDatabases
+) -> None:
+    """``--db postgresql://`` alone takes host, user and database from ``PGHOST``,
+    ``PGUSER`` and ``PGDATABASE``; ``postgres://`` is the same scheme."""
+    url = urlsplit(postgres_databases.new())
+    environment = {
+        "PGHOST": url.hostname or "",
+        "PGPORT": str(url.port or 5432),
+        "PGUSER": url.username or "",
+        "PGDATABASE": url.path.lstrip("/"),
+    }
+    migrated = run_cli("migrate", "--db", "postgresql://", cwd=tmp_path, env=environment)
+    assert migrated.returncode == 0, migrated.stderr
+    stats = run_cli("stats", "--db", "postgres://", cwd=tmp_path, env=environment)
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout)["messages"] == 0
+    assert _db.applied_migrations(url.geturl())
