@@ -2,7 +2,7 @@
 
 Serialising in C (orjson) in the request's own thread keeps the per-state
 work in Python small; the database unpacks the document in SQL (``json_each``
-on SQLite, ``json_array_elements`` on PostgreSQL), and a group of requests is
+on SQLite, ``json_to_recordset`` on PostgreSQL), and a group of requests is
 one statement: their arrays joined.
 """
 
