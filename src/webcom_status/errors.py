@@ -43,6 +43,13 @@ class BodyTooLarge(PushRejected):
 class StorageError(WebcomStatusError):
     """The database could not store or read; nothing was acknowledged."""
 
+    @classmethod
+    def write_failed(cls, cause: BaseException) -> StorageError:
+        """The error a write answers with when the driver raised ``cause``."""
+        error = cls(f"database write failed: {cause}")
+        error.__cause__ = cause
+        return error
+
 
 class StorageClosed(StorageError):
     """The storage was used after it was closed."""

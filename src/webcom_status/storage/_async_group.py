@@ -102,7 +102,5 @@ def _settle(future: asyncio.Future[None], exc: Exception | None) -> None:
         return
     if not isinstance(exc, StorageError):
         log.error("database write failed: %s", exc)
-        error = StorageError(f"database write failed: {exc}")
-        error.__cause__ = exc
-        exc = error
+        exc = StorageError.write_failed(exc)
     future.set_exception(exc)

@@ -175,6 +175,4 @@ def _attempt(
 
 def _storage_error(exc: Exception) -> StorageError:
     log.error("database write failed: %s", exc, exc_info=not isinstance(exc, sqlite3.Error))
-    error = StorageError(f"database write failed: {exc}")
-    error.__cause__ = exc
-    return error
+    return StorageError.write_failed(exc)

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from webcom_status import rules
 from webcom_status.errors import StorageError
 from webcom_status.model import Event, Message, Reject, State, Stats, StoredReject
 from webcom_status.storage._group_commit import GroupCommitter
@@ -34,10 +33,6 @@ def _connect(path: Path, busy_timeout_ms: int, synchronous: str) -> sqlite3.Conn
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     return conn
-
-
-def _utc_text(value: datetime | None) -> str | None:
-    return rules.time_key(value) or None
 
 
 def _utc(text: str | None) -> datetime | None:
