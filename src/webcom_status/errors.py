@@ -7,7 +7,9 @@
      │    └── BodyTooLarge     the body is over the configured limit (413)
      ├── StorageError          the database failed; nothing was acknowledged (503)
      │    └── StorageClosed    the storage was used after close()
-     └── ConfigError           a setting is invalid (the CLI exits with status 2)
+     ├── ConfigError           a setting is invalid (the CLI exits with status 2)
+     ├── InvalidOutgoing       a state given to the sender cannot be pushed (400)
+     └── UnknownEndpoint       no endpoint has that name (404)
 
 Each message says what happened and, where the reader can act, what to do.
 """
@@ -57,3 +59,15 @@ class StorageClosed(StorageError):
 
 class ConfigError(WebcomStatusError):
     """A setting is invalid."""
+
+
+class InvalidOutgoing(WebcomStatusError):
+    """A state given to the sender cannot be pushed; nothing of the call was enqueued."""
+
+
+class UnknownEndpoint(WebcomStatusError):
+    """No endpoint has the given name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no endpoint named {name!r}; add it with 'webcom-status endpoints add'")
+        self.name = name

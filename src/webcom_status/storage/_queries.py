@@ -19,9 +19,9 @@ def parse_queries(text: str) -> dict[str, str]:
     return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
 
 
-def load_queries(engine: str) -> dict[str, str]:
-    """The queries of ``sql/<engine>/queries.sql``."""
-    return parse_queries((SQL_DIR / engine / "queries.sql").read_text(encoding="utf-8"))
+def load_queries(engine: str, name: str = "queries") -> dict[str, str]:
+    """The queries of ``sql/<engine>/<name>.sql``."""
+    return parse_queries((SQL_DIR / engine / f"{name}.sql").read_text(encoding="utf-8"))
 
 
 def migrations_dir(engine: str) -> Path:

@@ -156,6 +156,15 @@ class SqliteStorage:
         for conn in self._reader_conns:
             conn.close()
 
+    async def write(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``job`` on the writer thread in a transaction of its own group; once committed."""
+        assert self._writer is not None
+        return await self._writer.run(lambda conn, _: job(conn))
+
+    async def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``query`` on a read-only connection of a reader thread."""
+        return await self._read(query)
+
     async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
             conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

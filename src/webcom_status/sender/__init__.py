@@ -1,0 +1,1 @@
+"""The provider's side: an outbox of states to push, a dispatcher, an emulator."""

@@ -1,0 +1,257 @@
+"""The sender's outbox on SQLite, on the receiver's storage: its writer thread and readers."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from webcom_status.errors import ConfigError, StorageError, UnknownEndpoint
+from webcom_status.model import Flavour
+from webcom_status.protocol import Outgoing
+from webcom_status.sender.model import (
+    Attempt,
+    Claimed,
+    Delivery,
+    DeliveryState,
+    Endpoint,
+    EndpointSettings,
+    Settlement,
+    Tally,
+)
+from webcom_status.sender.outbox import rows
+from webcom_status.storage._queries import load_queries
+from webcom_status.storage.sqlite import SqliteStorage
+
+Q = load_queries("sqlite", "outbox")
+
+
+def endpoint_params(name: str, settings: EndpointSettings) -> dict[str, object]:
+    """The named parameters of ``insert_endpoint`` and ``update_endpoint``."""
+    return {
+        "name": name,
+        "url": settings.url,
+        "username": settings.username,
+        "password": settings.password,
+        "flavour": settings.flavour.value,
+        "batch_size": settings.batch_size,
+        "concurrency": settings.concurrency,
+        "rate_limit": settings.rate_limit,
+        "connect_timeout": settings.connect_timeout,
+        "read_timeout": settings.read_timeout,
+    }
+
+
+def endpoint_from_row(row: Any) -> Endpoint:
+    """An :class:`Endpoint` from the columns of ``list_endpoints``."""
+    settings = EndpointSettings(
+        url=row[2],
+        username=row[3],
+        password=row[4],
+        flavour=Flavour(row[5]),
+        batch_size=row[6],
+        concurrency=row[7],
+        rate_limit=row[8],
+        connect_timeout=row[9],
+        read_timeout=row[10],
+    )
+    return Endpoint(row[0], row[1], settings, row[11], row[12], row[13], row[14])
+
+
+def delivery_from_row(row: Any) -> Delivery:
+    """A :class:`Delivery` from the columns of ``list_deliveries``."""
+    status = DeliveryState(row[7])
+    return Delivery(
+        id=row[0],
+        endpoint=row[1],
+        state=Outgoing(row[2], row[3], row[4], row[5], row[6]),
+        status=status,
+        attempts=row[8],
+        next_at=row[9] if status is DeliveryState.PENDING else None,
+        enqueued_at=row[10],
+        settled_at=row[11],
+        last_error=row[12],
+        claimed=bool(row[13]),
+    )
+
+
+def claimed_from_row(row: Any) -> Claimed:
+    """A :class:`Claimed` from the columns ``claim`` returns."""
+    return Claimed(row[0], row[1], row[2], Outgoing(row[3], row[4], row[5], row[6], row[7]))
+
+
+def settlement_rows(settlement: Settlement) -> tuple[str, str]:
+    """``settlement``'s delivered and failed rows as the JSON arrays the queries unpack."""
+    delivered = orjson.dumps(settlement.delivered).decode()
+    failed = orjson.dumps([(f.id, f.attempts, f.error, f.delay) for f in settlement.failures])
+    return delivered, failed.decode()
+
+
+class SqliteOutbox:
+    """The outbox in the SQLite file of a :class:`SqliteStorage`, through its writer."""
+
+    def __init__(self, storage: SqliteStorage) -> None:
+        self.storage = storage
+
+    async def add_endpoint(self, name: str, settings: EndpointSettings) -> Endpoint:
+        params = endpoint_params(name, settings) | {"now": time.time()}
+        try:
+            await self.storage.write(lambda conn: conn.execute(Q["insert_endpoint"], params))
+        except StorageError as exc:
+            if isinstance(exc.__cause__, sqlite3.IntegrityError):
+                raise ConfigError(f"an endpoint named {name!r} exists already") from None
+            raise
+        return await self.endpoint(name)
+
+    async def update_endpoint(self, name: str, settings: EndpointSettings) -> Endpoint:
+        params = endpoint_params(name, settings)
+        changed = await self.storage.write(
+            lambda conn: conn.execute(Q["update_endpoint"], params).rowcount
+        )
+        if not changed:
+            raise UnknownEndpoint(name)
+        return await self.endpoint(name)
+
+    async def set_paused(self, name: str, reason: str | None) -> Endpoint:
+        params = {"name": name, "reason": reason, "paused_at": time.time() if reason else None}
+        changed = await self.storage.write(
+            lambda conn: conn.execute(Q["set_paused"], params).rowcount
+        )
+        if not changed:
+            raise UnknownEndpoint(name)
+        return await self.endpoint(name)
+
+    async def remove_endpoint(self, name: str) -> int:
+        endpoint = await self.endpoint(name)
+
+        def remove(conn: sqlite3.Connection) -> int:
+            conn.execute(Q["delete_endpoint_attempts"], (endpoint.id,))
+            removed = conn.execute(Q["delete_endpoint_deliveries"], (endpoint.id,)).rowcount
+            conn.execute(Q["delete_endpoint"], (endpoint.id,))
+            return removed
+
+        return await self.storage.write(remove)
+
+    async def endpoints(self) -> list[Endpoint]:
+        found = await self.storage.read(lambda conn: conn.execute(Q["list_endpoints"]).fetchall())
+        return [endpoint_from_row(row) for row in found]
+
+    async def endpoint(self, name: str) -> Endpoint:
+        row = await self.storage.read(
+            lambda conn: conn.execute(Q["get_endpoint"], (name,)).fetchone()
+        )
+        if row is None:
+            raise UnknownEndpoint(name)
+        return endpoint_from_row(row)
+
+    async def enqueue(self, endpoint: str, states: Sequence[Outgoing]) -> int:
+        payload = orjson.dumps(rows(states)).decode()
+        target = await self.endpoint(endpoint)
+        params = {"endpoint_id": target.id, "rows": payload}
+        return await self.storage.write(
+            lambda conn: conn.execute(Q["enqueue"], params | {"now": time.time()}).rowcount
+        )
+
+    async def due(self) -> dict[int, float]:
+        found = await self.storage.read(lambda conn: conn.execute(Q["due"]).fetchall())
+        return {row[0]: row[1] for row in found}
+
+    async def claim(self, endpoint_id: int, owner: str, limit: int, lease: float) -> list[Claimed]:
+        def take(conn: sqlite3.Connection) -> list[Any]:
+            params = {
+                "endpoint_id": endpoint_id,
+                "owner": owner,
+                "limit": limit,
+                "lease": lease,
+                "now": time.time(),
+            }
+            return conn.execute(Q["claim"], params).fetchall()
+
+        taken = await self.storage.write(take)
+        return sorted((claimed_from_row(row) for row in taken), key=lambda c: c.id)
+
+    async def settle(self, settlement: Settlement) -> bool:
+        delivered, failed = settlement_rows(settlement)
+        owner = settlement.owner
+
+        def record(conn: sqlite3.Connection) -> bool:
+            now = time.time()
+            if settlement.delivered:
+                params = {"rows": delivered, "owner": owner, "now": now}
+                conn.execute(Q["settle_delivered"], params)
+                conn.execute(Q["settle_replaced"], params)
+            if settlement.failures:
+                params = {"rows": failed, "owner": owner, "now": now}
+                conn.execute(Q["record_attempts"], params)
+                conn.execute(Q["settle_failed"], params)
+            if settlement.endpoint_ok:
+                conn.execute(Q["endpoint_ok"], (settlement.endpoint_id,))
+                return False
+            conn.execute(Q["endpoint_failed"], {"endpoint_id": settlement.endpoint_id, "now": now})
+            if settlement.pause_after is None:
+                return False
+            paused = conn.execute(
+                Q["pause_failing"],
+                {
+                    "endpoint_id": settlement.endpoint_id,
+                    "now": now,
+                    "pause_after": settlement.pause_after,
+                    "reason": f"every push failed for {settlement.pause_after:g} s; "
+                    f"last error: {settlement.error}",
+                },
+            ).fetchone()
+            return paused is not None
+
+        return await self.storage.write(record)
+
+    async def deliveries(
+        self,
+        endpoint: str | None = None,
+        state: DeliveryState | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[Delivery]:
+        params = {
+            "endpoint": endpoint,
+            "state": None if state is None else state.value,
+            "after_id": after_id,
+            "limit": limit,
+            "now": time.time(),
+        }
+        found = await self.storage.read(
+            lambda conn: conn.execute(Q["list_deliveries"], params).fetchall()
+        )
+        return [delivery_from_row(row) for row in found]
+
+    async def attempts(self, delivery_id: int) -> list[Attempt]:
+        found = await self.storage.read(
+            lambda conn: conn.execute(Q["list_attempts"], (delivery_id,)).fetchall()
+        )
+        return [Attempt(*row) for row in found]
+
+    async def redeliver(
+        self,
+        *,
+        delivery_id: int | None = None,
+        endpoint: str | None = None,
+        since: float | None = None,
+    ) -> int:
+        endpoint_id = None if endpoint is None else (await self.endpoint(endpoint)).id
+        params = {
+            "delivery_id": delivery_id,
+            "endpoint_id": endpoint_id,
+            "since": since,
+        }
+        return await self.storage.write(
+            lambda conn: conn.execute(Q["redeliver"], params | {"now": time.time()}).rowcount
+        )
+
+    async def tally(self) -> list[Tally]:
+        found = await self.storage.read(lambda conn: conn.execute(Q["tally"]).fetchall())
+        return [Tally(*row) for row in found]
+
+    async def close(self) -> None:
+        await self.storage.close()

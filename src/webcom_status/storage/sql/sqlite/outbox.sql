@@ -1,0 +1,157 @@
+-- The sender's queries on SQLite. Times are seconds since the epoch.
+
+-- insert_endpoint --
+INSERT INTO endpoints (name, url, username, password, flavour, batch_size, concurrency,
+                       rate_limit, connect_timeout, read_timeout, created_at)
+VALUES (:name, :url, :username, :password, :flavour, :batch_size, :concurrency,
+        :rate_limit, :connect_timeout, :read_timeout, :now);
+
+-- update_endpoint --
+UPDATE endpoints SET url = :url, username = :username, password = :password,
+    flavour = :flavour, batch_size = :batch_size, concurrency = :concurrency,
+    rate_limit = :rate_limit, connect_timeout = :connect_timeout, read_timeout = :read_timeout
+WHERE name = :name;
+
+-- set_paused --
+-- Resuming forgets the failures so far: the endpoint gets a whole period again.
+UPDATE endpoints SET paused_at = :paused_at, pause_reason = :reason,
+    failing_since = iif(:paused_at IS NULL, NULL, failing_since)
+WHERE name = :name;
+
+-- delete_endpoint_attempts --
+DELETE FROM delivery_attempts
+WHERE delivery_id IN (SELECT id FROM deliveries WHERE endpoint_id = ?);
+
+-- delete_endpoint_deliveries --
+DELETE FROM deliveries WHERE endpoint_id = ?;
+
+-- delete_endpoint --
+DELETE FROM endpoints WHERE id = ?;
+
+-- list_endpoints --
+SELECT id, name, url, username, password, flavour, batch_size, concurrency, rate_limit,
+       connect_timeout, read_timeout, created_at, failing_since, paused_at, pause_reason
+FROM endpoints ORDER BY name;
+
+-- get_endpoint --
+SELECT id, name, url, username, password, flavour, batch_size, concurrency, rate_limit,
+       connect_timeout, read_timeout, created_at, failing_since, paused_at, pause_reason
+FROM endpoints WHERE name = ?;
+
+-- enqueue --
+-- :rows is a JSON array of [id_sms, status, time, sms, viber, sort_key], one per id_sms.
+-- A pending row of the same id_sms takes the new state only if it is later.
+INSERT INTO deliveries (endpoint_id, id_sms, status, time_raw, sms, viber, sort_key,
+                        next_at, enqueued_at)
+SELECT :endpoint_id, j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3,
+       j.value ->> 4, j.value ->> 5, :now, :now
+FROM json_each(:rows) AS j
+WHERE true
+ON CONFLICT (endpoint_id, id_sms) WHERE state = 'pending' DO UPDATE SET
+    status = excluded.status, time_raw = excluded.time_raw, sms = excluded.sms,
+    viber = excluded.viber, sort_key = excluded.sort_key, version = version + 1
+WHERE excluded.sort_key > sort_key;
+
+-- due --
+SELECT d.endpoint_id, min(d.next_at)
+FROM deliveries AS d JOIN endpoints AS e ON e.id = d.endpoint_id
+WHERE d.state = 'pending' AND e.paused_at IS NULL
+GROUP BY d.endpoint_id;
+
+-- claim --
+-- The lease is next_at itself: a row whose worker died becomes due when it ends.
+UPDATE deliveries SET lease_owner = :owner, next_at = :now + :lease
+WHERE id IN (
+    SELECT id FROM deliveries
+    WHERE endpoint_id = :endpoint_id AND state = 'pending' AND next_at <= :now
+    ORDER BY next_at, id
+    LIMIT :limit
+)
+RETURNING id, version, attempts, id_sms, status, time_raw, sms, viber;
+
+-- settle_delivered --
+-- :rows is a JSON array of [id, version]; a row replaced in flight stays pending.
+UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, settled_at = :now,
+    lease_owner = NULL, last_error = NULL
+FROM json_each(:rows) AS j
+WHERE deliveries.id = j.value ->> 0 AND deliveries.version = j.value ->> 1
+  AND deliveries.lease_owner = :owner;
+
+-- settle_replaced --
+-- Acknowledged, but a newer state replaced the row while it was in flight:
+-- the newer one is pushed next, at once.
+UPDATE deliveries SET attempts = attempts + 1, lease_owner = NULL, next_at = :now
+FROM json_each(:rows) AS j
+WHERE deliveries.id = j.value ->> 0 AND deliveries.lease_owner = :owner;
+
+-- record_attempts --
+-- :rows is a JSON array of [id, attempts, error, delay or null].
+INSERT INTO delivery_attempts (delivery_id, round, attempt, at, error)
+SELECT d.id, d.round, j.value ->> 1, :now, j.value ->> 2
+FROM json_each(:rows) AS j JOIN deliveries AS d ON d.id = j.value ->> 0
+WHERE d.lease_owner = :owner
+ON CONFLICT DO NOTHING;
+
+-- settle_failed --
+UPDATE deliveries SET
+    attempts = j.value ->> 1,
+    last_error = j.value ->> 2,
+    state = iif(j.value ->> 3 IS NULL, 'dead', 'pending'),
+    next_at = :now + coalesce(j.value ->> 3, 0),
+    settled_at = iif(j.value ->> 3 IS NULL, :now, NULL),
+    lease_owner = NULL
+FROM json_each(:rows) AS j
+WHERE deliveries.id = j.value ->> 0 AND deliveries.lease_owner = :owner;
+
+-- endpoint_ok --
+UPDATE endpoints SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL;
+
+-- endpoint_failed --
+UPDATE endpoints SET failing_since = coalesce(failing_since, :now) WHERE id = :endpoint_id;
+
+-- pause_failing --
+UPDATE endpoints SET paused_at = :now, pause_reason = :reason
+WHERE id = :endpoint_id AND paused_at IS NULL AND failing_since <= :now - :pause_after
+RETURNING id;
+
+-- list_deliveries --
+SELECT d.id, e.name, d.id_sms, d.status, d.time_raw, d.sms, d.viber, d.state, d.attempts,
+       d.next_at, d.enqueued_at, d.settled_at, d.last_error,
+       d.lease_owner IS NOT NULL AND d.next_at > :now
+FROM deliveries AS d JOIN endpoints AS e ON e.id = d.endpoint_id
+WHERE d.id > :after_id
+  AND (:endpoint IS NULL OR e.name = :endpoint)
+  AND (:state IS NULL OR d.state = :state)
+ORDER BY d.id
+LIMIT :limit;
+
+-- list_attempts --
+SELECT attempt, at, error FROM delivery_attempts
+WHERE delivery_id = ?
+ORDER BY round, attempt;
+
+-- redeliver --
+-- Dead letters back to pending with a new round of attempts. Of several dead
+-- rows of one id_sms only the latest state comes back, and none whose id_sms
+-- is pending already (the pending state is pushed anyway).
+UPDATE deliveries SET state = 'pending', round = round + 1, attempts = 0, next_at = :now,
+    settled_at = NULL, lease_owner = NULL
+WHERE state = 'dead'
+  AND (:delivery_id IS NULL OR id = :delivery_id)
+  AND (:endpoint_id IS NULL OR endpoint_id = :endpoint_id)
+  AND (:since IS NULL OR settled_at >= :since)
+  AND NOT EXISTS (
+      SELECT 1 FROM deliveries AS o
+      WHERE o.endpoint_id = deliveries.endpoint_id AND o.id_sms = deliveries.id_sms
+        AND (o.state = 'pending'
+             OR (o.state = 'dead' AND (o.sort_key, o.id) > (deliveries.sort_key, deliveries.id)))
+  );
+
+-- tally --
+SELECT e.name,
+       count(*) FILTER (WHERE d.state = 'pending'),
+       count(*) FILTER (WHERE d.state = 'delivered'),
+       count(*) FILTER (WHERE d.state = 'dead')
+FROM endpoints AS e LEFT JOIN deliveries AS d ON d.endpoint_id = e.id
+GROUP BY e.name
+ORDER BY e.name;
