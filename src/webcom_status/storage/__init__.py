@@ -6,13 +6,15 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from webcom_status.errors import ConfigError
+from webcom_status.sender.outbox import Outbox
 from webcom_status.storage.base import Storage
+from webcom_status.storage.outbox_sqlite import SqliteOutbox
 from webcom_status.storage.postgres import PostgresStorage
 from webcom_status.storage.sqlite import SqliteStorage
 
 POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
 
-__all__ = ["Storage", "open_storage", "sqlite_path"]
+__all__ = ["Outbox", "Storage", "open_outbox", "open_storage", "outbox_for", "sqlite_path"]
 
 
 def sqlite_path(url: str) -> Path:
@@ -45,3 +47,18 @@ async def open_storage(
         f"unsupported database URL {url!r}: use sqlite:///path/to/file.db "
         "or postgresql://user@host/dbname"
     )
+
+
+def outbox_for(storage: Storage) -> Outbox:
+    """The sender's outbox in the database of ``storage``, sharing its connections."""
+    if isinstance(storage, SqliteStorage):
+        return SqliteOutbox(storage)
+    raise ConfigError(f"no outbox for {type(storage).__name__}")
+
+
+async def open_outbox(url: str, *, pool_size: int = 4) -> Outbox:
+    """Open (creating and migrating as needed) the outbox in the database at ``url``.
+
+    Closing the outbox closes the storage it opened.
+    """
+    return outbox_for(await open_storage(url, pool_size=pool_size))
