@@ -13,10 +13,10 @@ from types import FrameType
 from typing import Any, TypeVar
 
 import click
-import orjson
 import uvicorn
 
 from webcom_status import config
+from webcom_status._cli_common import db_option, option, print_json
 from webcom_status.errors import ConfigError, WebcomStatusError
 from webcom_status.receiver import create_app
 from webcom_status.receiver.app import SETTINGS_ENV
@@ -24,21 +24,6 @@ from webcom_status.receiver.views import message_json, reject_json, stats_json
 from webcom_status.storage import Storage, open_storage
 
 T = TypeVar("T")
-
-ENV_PREFIX = "WEBCOM_STATUS_"
-
-
-def option(*decls: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """A click option that is also read from ``WEBCOM_STATUS_<NAME>``."""
-    name = decls[0].lstrip("-").split("/")[0].replace("-", "_").upper()
-    return click.option(*decls, envvar=ENV_PREFIX + name, show_envvar=True, **kwargs)
-
-
-db_option = option("--db", default=config.DEFAULT_DB, help="Database URL.")
-
-
-def _print_json(value: Any) -> None:
-    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
 
 
 class _Server(uvicorn.Server):
@@ -184,7 +169,7 @@ def show(id_sms: int, db: str) -> None:
     message = _with_storage(db, lambda storage: storage.message(id_sms))
     if message is None:
         raise click.ClickException(f"no status was received for id_sms {id_sms}")
-    _print_json(message_json(message))
+    print_json(message_json(message))
 
 
 @main.command()
@@ -194,14 +179,14 @@ def show(id_sms: int, db: str) -> None:
 def rejects(db: str, after: int, limit: int) -> None:
     """Print what was refused (whole documents and single states) as JSON."""
     rows = _with_storage(db, lambda storage: storage.rejects(after, limit))
-    _print_json([reject_json(r) for r in rows])
+    print_json([reject_json(r) for r in rows])
 
 
 @main.command()
 @db_option
 def stats(db: str) -> None:
     """Print counts of messages, events, unknown statuses and rejects."""
-    _print_json(stats_json(_with_storage(db, lambda storage: storage.stats())))
+    print_json(stats_json(_with_storage(db, lambda storage: storage.stats())))
 
 
 @main.command()
@@ -224,7 +209,7 @@ def prune(db: str, older_than: str, batch_size: int) -> None:
         raise click.UsageError(str(exc)) from None
     before = datetime.now(UTC) - age
     pruned = _with_storage(db, lambda storage: storage.prune(before, batch_size))
-    _print_json(
+    print_json(
         {
             "before": before.isoformat(),
             "events": pruned.events,
