@@ -17,6 +17,7 @@ import uvicorn
 
 from webcom_status import config
 from webcom_status._cli_common import db_option, option, print_json
+from webcom_status.cli_sender import SENDER_COMMANDS
 from webcom_status.errors import ConfigError, WebcomStatusError
 from webcom_status.receiver import create_app
 from webcom_status.receiver.app import SETTINGS_ENV
@@ -58,7 +59,11 @@ def _with_storage(db: str, action: Callable[[Storage], Awaitable[T]]) -> T:
 @click.group(context_settings={"show_default": True})
 @click.version_option(package_name="webcom-status")
 def main() -> None:
-    """Receive (and inspect) Webcom SMS/Viber delivery statuses."""
+    """Receive (and inspect) Webcom SMS/Viber delivery statuses, and push them."""
+
+
+for _command in SENDER_COMMANDS:
+    main.add_command(_command)
 
 
 @main.command()

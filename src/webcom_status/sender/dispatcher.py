@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPES = {Flavour.XML: "text/xml; charset=utf-8", Flavour.JSON: "application/json"}
 MAX_ANSWER = 1 << 20  # bytes of an answer read at most: ids of a 100-state batch take ~3 KiB
-LEASE_MARGIN = 30.0  # seconds a lease outlasts the longest request, for the settle to land
 # An answer the dispatcher could not read at all: the endpoint did not answer.
 UNREADABLE = frozenset({"unparseable", "wrong_shape"})
 
@@ -53,6 +52,8 @@ class DispatchSettings:
     to fill its document; ``poll`` is the longest time between two looks at
     the outbox for work enqueued by other processes; an endpoint that has
     failed every push for ``pause_after`` seconds is paused (``None``: never).
+    A claim's lease outlasts the longest push by ``lease_margin`` seconds,
+    for its outcome to be recorded; a dead worker's claims wait that long.
     """
 
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -60,6 +61,7 @@ class DispatchSettings:
     poll: float = 0.2
     pause_after: float | None = 3600.0
     max_answer: int = MAX_ANSWER
+    lease_margin: float = 30.0
     name: str = field(default_factory=worker_name)
 
 
@@ -208,7 +210,7 @@ class Dispatcher:
 
     def lease(self, endpoint: Endpoint) -> float:
         """How long claimed states stay with this worker: past any push's deadline."""
-        return self.deadline(endpoint) + LEASE_MARGIN
+        return self.deadline(endpoint) + self.settings.lease_margin
 
     def wake(self) -> None:
         """Look at the outbox now rather than at the next poll (after an enqueue)."""
