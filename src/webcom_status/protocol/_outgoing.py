@@ -7,8 +7,10 @@ into the ids it acknowledged plus *findings*, the ways it broke the protocol.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 from xml.sax.saxutils import escape, quoteattr
 
 import orjson
@@ -21,9 +23,12 @@ from webcom_status.protocol._fields import InvalidState, parse_id
 from webcom_status.protocol._xml import parse_document
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One state to push, as the provider writes it (``time`` is ``""`` for ``send``)."""
+class Outgoing(NamedTuple):
+    """One state to push, as the provider writes it (``time`` is ``""`` for ``send``).
+
+    A named tuple, like the receiver's ``State``: the sender makes one per
+    state claimed, and a frozen dataclass costs twice as much to build.
+    """
 
     id_sms: int
     status: str
@@ -49,13 +54,23 @@ class Answer:
     findings: tuple[Finding, ...]
 
 
+# Characters that an attribute value or text may not hold as they are.
+_SPECIAL = re.compile(r"[&<>\"'\t\n\r]")
+
+
+def _attr(value: str) -> str:
+    # Status values and times almost never need escaping: skip saxutils then.
+    return f'"{value}"' if _SPECIAL.search(value) is None else quoteattr(value)
+
+
 def _state_xml(state: Outgoing) -> str:
-    attributes = f"id_sms={quoteattr(str(state.id_sms))} time={quoteattr(state.time)}"
+    attributes = f'id_sms="{state.id_sms:d}" time={_attr(state.time)}'
     if state.sms is not None:
-        attributes += f" sms={quoteattr(state.sms)}"
+        attributes += f" sms={_attr(state.sms)}"
     if state.viber is not None:
-        attributes += f" viber={quoteattr(state.viber)}"
-    return f"<state {attributes}>{escape(state.status)}</state>"
+        attributes += f" viber={_attr(state.viber)}"
+    status = state.status if _SPECIAL.search(state.status) is None else escape(state.status)
+    return f"<state {attributes}>{status}</state>"
 
 
 def _state_json(state: Outgoing) -> dict[str, object]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from webcom_status.model import Flavour
 from webcom_status.protocol import Outgoing
@@ -45,8 +46,7 @@ class Endpoint:
     pause_reason: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Claimed:
+class Claimed(NamedTuple):
     """One outbox row taken by a worker for one document, under a lease."""
 
     id: int

@@ -53,10 +53,13 @@ ON CONFLICT (endpoint_id, id_sms) WHERE state = 'pending' DO UPDATE SET
 WHERE excluded.sort_key > sort_key;
 
 -- due --
-SELECT d.endpoint_id, min(d.next_at)
-FROM deliveries AS d JOIN endpoints AS e ON e.id = d.endpoint_id
-WHERE d.state = 'pending' AND e.paused_at IS NULL
-GROUP BY d.endpoint_id;
+-- One index seek per endpoint (deliveries_due), however long the queue.
+SELECT e.id, (
+    SELECT min(d.next_at) FROM deliveries AS d
+    WHERE d.endpoint_id = e.id AND d.state = 'pending'
+) AS next_at
+FROM endpoints AS e
+WHERE e.paused_at IS NULL AND next_at IS NOT NULL;
 
 -- claim --
 -- The lease is next_at itself: a row whose worker died becomes due when it ends.
