@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import click
 
@@ -14,6 +15,17 @@ from webcom_status.errors import ConfigError, WebcomStatusError
 from webcom_status.sender.dispatcher import Dispatcher, DispatchSettings
 from webcom_status.sender.retry import parse_delay
 from webcom_status.storage import open_outbox
+
+T = TypeVar("T")
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on uvloop where it is installed (it is with uvicorn[standard])."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional: not on every platform
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def _delay(_ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -70,7 +82,7 @@ def dispatch(db: str, attempts: int, retry_schedule: str, **options: Any) -> Non
             await outbox.close()
 
     try:
-        asyncio.run(run())
+        run_loop(run())
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     except WebcomStatusError as exc:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import orjson
 
@@ -111,18 +110,15 @@ class SqliteOutbox:
         return {row[0]: row[1] for row in found}
 
     async def claim(self, endpoint_id: int, owner: str, limit: int, lease: float) -> list[Claimed]:
-        def take(conn: sqlite3.Connection) -> list[Any]:
-            params = {
-                "endpoint_id": endpoint_id,
-                "owner": owner,
-                "limit": limit,
-                "lease": lease,
-                "now": time.time(),
-            }
-            return conn.execute(Q["claim"], params).fetchall()
+        def take(conn: sqlite3.Connection) -> str:
+            params = {"endpoint_id": endpoint_id, "limit": limit, "now": time.time()}
+            picked: str = conn.execute(Q["claim_pick"], params).fetchone()[0]
+            if picked != "[]":
+                lease_params = {"picked": picked, "owner": owner, "lease": lease}
+                conn.execute(Q["claim_lease"], lease_params | {"now": params["now"]})
+            return picked
 
-        taken = await self.storage.write(take)
-        return sorted((claimed_from_row(row) for row in taken), key=lambda c: c.id)
+        return [claimed_from_row(row) for row in orjson.loads(await self.storage.write(take))]
 
     async def settle(self, settlement: Settlement) -> bool:
         delivered, failed = settlement_rows(settlement)
