@@ -1,0 +1,294 @@
+"""Benchmark the sender: states delivered end to end, and isolation from dead endpoints.
+
+    python bench/dispatch.py [--states 200000] [--engines sqlite,postgresql] [--workers 1,2]
+    python bench/dispatch.py --isolation [--endpoints 1000] [--rate 1000] [--seconds 20]
+
+Throughput: a fast receiver (bench/echo.py, its own process) acknowledges
+everything; ``webcom-status dispatch`` workers (1 or 2 processes) push to 4
+endpoints (100 states per document, 4 documents in flight each) while this
+process enqueues ``--states`` states as fast as the outbox takes them. The
+rate is the states divided by the time from the first enqueue to the last
+acknowledgement, both as recorded in the outbox; latencies are per state,
+enqueue to acknowledgement.
+
+Isolation: ``--endpoints`` endpoints, of which 10 % point at a server that
+accepts connections and never answers; states are enqueued at ``--rate``
+spread over all endpoints for ``--seconds``. The healthy endpoints' p99
+enqueue-to-acknowledged latency is compared with the same run where every
+endpoint is healthy (target: under 2x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from postgres import drop_all, new_database
+from servers import BENCH, HOST, free_port, receiver_env, stop, tail
+from webcom_status.protocol import Outgoing
+from webcom_status.sender.model import EndpointSettings
+from webcom_status.storage import open_outbox
+
+TARGET_STATES_PER_S = 50_000
+TARGET_ISOLATION_RATIO = 2.0
+CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured run."""
+
+    name: str
+    states: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rate(self) -> float:
+        return self.states / self.seconds
+
+
+def spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, **receiver_env()},
+        )  # fmt: skip
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}:\n{tail(log)}")
+        with suppress(OSError), socket.create_connection((HOST, port), timeout=1):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"port {port} not open:\n{tail(log)}")
+
+
+@contextmanager
+def echo(workdir: Path) -> Iterator[int]:
+    port, log = free_port(), workdir / "echo.log"
+    proc = spawn(
+        [sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH), "echo:app", "--host", HOST,
+         "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+         "--log-level", "warning"], log,
+    )  # fmt: skip
+    try:
+        wait_port(port, proc, log)
+        yield port
+    finally:
+        stop(proc)
+
+
+@contextmanager
+def blackhole(workdir: Path) -> Iterator[int]:
+    port, log = free_port(), workdir / "blackhole.log"
+    proc = spawn([sys.executable, str(BENCH / "echo.py"), "--blackhole", str(port)], log)
+    try:
+        wait_port(port, proc, log)
+        yield port
+    finally:
+        stop(proc)
+
+
+@contextmanager
+def workers(db: str, count: int, workdir: Path, extra: list[str]) -> Iterator[None]:
+    procs = [
+        spawn(
+            [
+                sys.executable,
+                "-m",
+                "webcom_status",
+                "dispatch",
+                "--db",
+                db,
+                "--log-level",
+                "warning",
+                *extra,
+            ],
+            workdir / f"worker-{i}.log",
+        )
+        for i in range(count)
+    ]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            stop(proc)
+        for i, proc in enumerate(procs):
+            if proc.returncode not in (0, None):
+                print(tail(workdir / f"worker-{i}.log"), file=sys.stderr)
+
+
+def database(engine: str, workdir: Path, name: str) -> str:
+    if engine == "sqlite":
+        return f"sqlite:///{workdir / name}.db"
+    return new_database(workdir / name)
+
+
+def latencies(db: str, healthy: tuple[str, ...] | None = None) -> tuple[float, float, float]:
+    """First enqueue, last acknowledgement, and p50/p99 latency (s) of delivered states."""
+    where = "state = 'delivered'"
+    if healthy is not None:
+        names = ",".join(f"'{n}'" for n in healthy)
+        where += f" AND endpoint_id IN (SELECT id FROM endpoints WHERE name IN ({names}))"
+    query = f"SELECT enqueued_at, settled_at FROM deliveries WHERE {where}"
+    if db.startswith("sqlite"):
+        with sqlite3.connect(db.removeprefix("sqlite:///")) as conn:
+            rows = conn.execute(query).fetchall()
+    else:
+        with psycopg.connect(db) as pg:
+            rows = pg.execute(query).fetchall()
+    first = min(r[0] for r in rows)
+    last = max(r[1] for r in rows)
+    spans = sorted(r[1] - r[0] for r in rows)
+    return first, last, spans[len(spans) // 2] if spans else 0.0, spans[int(len(spans) * 0.99)]
+
+
+async def pending(db: str) -> int:
+    outbox = await open_outbox(db)
+    try:
+        return sum(t.pending for t in await outbox.tally())
+    finally:
+        await outbox.close()
+
+
+async def throughput(engine: str, count: int, states: int, workdir: Path, port: int) -> Row:
+    db = database(engine, workdir, f"throughput-{engine}-{count}")
+    outbox = await open_outbox(db)
+    names = [f"e{i}" for i in range(4)]
+    for name in names:
+        url = f"http://{HOST}:{port}/{name}"
+        await outbox.add_endpoint(name, EndpointSettings(url, batch_size=100, concurrency=4))
+    with workers(db, count, workdir, ["--poll", "0.05"]):
+        for start in range(0, states, CHUNK):
+            ids = range(start + 1, min(start + CHUNK, states) + 1)
+            batch = [Outgoing(i, "deliver", "2026-11-27 10:00:00") for i in ids]
+            await outbox.enqueue(names[(start // CHUNK) % len(names)], batch)
+        while sum(t.pending for t in await outbox.tally()):
+            await asyncio.sleep(0.2)
+    await outbox.close()
+    first, last, p50, p99 = latencies(db)
+    return Row(f"{engine}, {count} worker{'s' if count > 1 else ''}", states, last - first,
+               p50 * 1000, p99 * 1000)  # fmt: skip
+
+
+async def isolation(
+    engine: str, endpoints: int, rate: int, seconds: float, *, dead: bool, workdir: Path,
+    port: int, hole: int,
+) -> Row:  # fmt: skip
+    kind = "10% dead" if dead else "all healthy"
+    db = database(engine, workdir, f"isolation-{engine}-{'dead' if dead else 'healthy'}")
+    outbox = await open_outbox(db)
+    healthy: list[str] = []
+    for i in range(endpoints):
+        name = f"e{i:04d}"
+        broken = dead and i % 10 == 9
+        url = f"http://{HOST}:{hole if broken else port}/{name}"
+        settings = EndpointSettings(url, connect_timeout=1.0, read_timeout=2.0)
+        await outbox.add_endpoint(name, settings)
+        if not broken:
+            healthy.append(name)
+    names = [f"e{i:04d}" for i in range(endpoints)]
+    extra = ["--retry-schedule", "0,1,2,4,8", "--pause-after", "0"]
+    with workers(db, 1, workdir, extra):
+        started = time.monotonic()
+        sent = 0
+        id_sms = 0
+        while (elapsed := time.monotonic() - started) < seconds:
+            due = int(elapsed * rate) - sent
+            for _ in range(due):
+                id_sms += 1
+                await outbox.enqueue(names[id_sms % endpoints], [Outgoing(id_sms, "send")])
+            sent += due
+            await asyncio.sleep(0.01)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            tally = {t.endpoint: t.pending for t in await outbox.tally()}
+            if not any(tally[n] for n in healthy):
+                break
+            await asyncio.sleep(0.2)
+    await outbox.close()
+    _, _, p50, p99 = latencies(db, tuple(healthy))
+    states = sent * len(healthy) // endpoints
+    return Row(f"{engine}, {endpoints} endpoints, {kind}", states, seconds, p50 * 1000,
+               p99 * 1000)  # fmt: skip
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| run | states | states/s | p50 ms | p99 ms |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {r.name} | {r.states:,} | {r.rate:,.0f} | {r.p50_ms:.0f} | {r.p99_ms:.0f} |"
+              for r in rows]  # fmt: skip
+    return "\n".join(lines)
+
+
+async def main(args: argparse.Namespace) -> int:
+    failures: list[str] = []
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="dispatch-bench-") as tmp:
+        workdir = Path(tmp)
+        with echo(workdir) as port:
+            if args.isolation:
+                with blackhole(workdir) as hole:
+                    for dead in (False, True):
+                        row = await isolation(
+                            args.engines[0], args.endpoints, args.rate, args.seconds,
+                            dead=dead, workdir=workdir, port=port, hole=hole,
+                        )  # fmt: skip
+                        rows.append(row)
+                        print(table(rows[-1:]).splitlines()[-1], file=sys.stderr)
+                ratio = rows[1].p99_ms / rows[0].p99_ms
+                verdict = "PASS" if ratio < TARGET_ISOLATION_RATIO else "FAIL"
+                failures += [] if verdict == "PASS" else ["isolation"]
+                summary = f"healthy p99 with 10% dead / all healthy: {ratio:.2f}x " \
+                          f"(target < {TARGET_ISOLATION_RATIO:g}x) {verdict}"  # fmt: skip
+            else:
+                for engine in args.engines:
+                    for count in args.workers:
+                        rows.append(await throughput(engine, count, args.states, workdir, port))
+                        print(table(rows[-1:]).splitlines()[-1], file=sys.stderr)
+                one = [r for r in rows if r.name.endswith(" 1 worker")]
+                best = max((r.rate for r in one), default=0.0)
+                verdict = "PASS" if best >= TARGET_STATES_PER_S else "FAIL"
+                summary = f"best one-worker rate {best:,.0f} states/s " \
+                          f"(target >= {TARGET_STATES_PER_S:,}) {verdict}"  # fmt: skip
+    drop_all()
+    print(table(rows))
+    print()
+    print(summary)
+    return 0
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--states", type=int, default=200_000)
+    parser.add_argument("--engines", default="sqlite,postgresql", type=lambda s: s.split(","))
+    parser.add_argument("--workers", default="1,2",
+                        type=lambda s: [int(x) for x in s.split(",")])  # fmt: skip
+    parser.add_argument("--isolation", action="store_true")
+    parser.add_argument("--endpoints", type=int, default=1000)
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(parse_args())))
