@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from webcom_status.errors import ConfigError
 from webcom_status.sender.outbox import Outbox
 from webcom_status.storage.base import Storage
+from webcom_status.storage.outbox_postgres import PostgresOutbox
 from webcom_status.storage.outbox_sqlite import SqliteOutbox
 from webcom_status.storage.postgres import PostgresStorage
 from webcom_status.storage.sqlite import SqliteStorage
@@ -53,6 +54,8 @@ def outbox_for(storage: Storage) -> Outbox:
     """The sender's outbox in the database of ``storage``, sharing its connections."""
     if isinstance(storage, SqliteStorage):
         return SqliteOutbox(storage)
+    if isinstance(storage, PostgresStorage):
+        return PostgresOutbox(storage)
     raise ConfigError(f"no outbox for {type(storage).__name__}")
 
 

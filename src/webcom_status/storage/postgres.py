@@ -75,6 +75,11 @@ class PostgresStorage:
             self._commit, _weight, workers=pool.max_size, max_weight=MAX_GROUP_STATES
         )
 
+    @property
+    def pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]:
+        """The connection pool, which the sender's outbox shares."""
+        return self._pool
+
     @classmethod
     async def open(cls, url: str, *, pool_size: int = 4, timeout: float = 5.0) -> PostgresStorage:
         """Migrate (once, under an advisory lock), then open the pool."""

@@ -76,28 +76,40 @@ ON CONFLICT (endpoint_id, id_sms) WHERE state = 'pending' DO UPDATE SET
 WHERE excluded.sort_key > d.sort_key;
 
 -- due --
-SELECT d.endpoint_id, min(d.next_at)
-FROM deliveries AS d JOIN endpoints AS e ON e.id = d.endpoint_id
-WHERE d.state = 'pending' AND e.paused_at IS NULL
-GROUP BY d.endpoint_id;
+-- One index seek per endpoint (deliveries_due), however long the queue.
+SELECT id, next_at FROM (
+    SELECT e.id, (
+        SELECT min(d.next_at) FROM deliveries AS d
+        WHERE d.endpoint_id = e.id AND d.state = 'pending'
+    ) AS next_at
+    FROM endpoints AS e
+    WHERE e.paused_at IS NULL
+) AS due
+WHERE next_at IS NOT NULL;
 
 -- claim --
 -- The lease is next_at itself: a row whose worker died becomes due when it
 -- ends. SKIP LOCKED passes over the rows another worker is taking right now;
 -- a row it took meanwhile is re-checked after its commit, and no longer due.
+-- The rows come back oldest first, in the order they were picked.
 WITH due AS (
-    SELECT id FROM deliveries
+    SELECT id, next_at FROM deliveries
     WHERE endpoint_id = %(endpoint_id)s AND state = 'pending'
       AND next_at <= extract(epoch FROM statement_timestamp())::double precision
     ORDER BY next_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+),
+taken AS (
+    UPDATE deliveries AS d SET lease_owner = %(owner)s,
+        next_at = extract(epoch FROM statement_timestamp())::double precision + %(lease)s
+    FROM due
+    WHERE d.id = due.id
+    RETURNING d.id, d.version, d.attempts, d.id_sms, d.status, d.time_raw, d.sms, d.viber,
+              due.next_at AS due_at
 )
-UPDATE deliveries AS d SET lease_owner = %(owner)s,
-    next_at = extract(epoch FROM statement_timestamp())::double precision + %(lease)s
-FROM due
-WHERE d.id = due.id
-RETURNING d.id, d.version, d.attempts, d.id_sms, d.status, d.time_raw, d.sms, d.viber;
+SELECT id, version, attempts, id_sms, status, time_raw, sms, viber FROM taken
+ORDER BY due_at, id;
 
 -- settle_delivered --
 -- Parallel arrays of ids and versions; a row replaced in flight stays pending.
