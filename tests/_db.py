@@ -24,7 +24,18 @@ import psycopg
 
 from webcom_status.storage import sqlite_path
 
-APP_TABLES = frozenset({"events", "heartbeat", "messages", "rejects", "status_ranks"})
+APP_TABLES = frozenset(
+    {
+        "delivery_attempts",
+        "deliveries",
+        "endpoints",
+        "events",
+        "heartbeat",
+        "messages",
+        "rejects",
+        "status_ranks",
+    }
+)
 _TABLES = {
     "sqlite": "SELECT name FROM sqlite_master WHERE type = 'table'",
     "postgresql": "SELECT table_name FROM information_schema.tables"

@@ -190,13 +190,6 @@ async def test_an_unknown_name_is_unknown_endpoint(outbox: Outbox) -> None:
 async def test_a_closed_outbox_raises_storage_error(
     db_url: str, engine: str, request: pytest.FixtureRequest
 ) -> None:
-    request.applymarker(
-        pytest.mark.xfail(
-            engine == "sqlite",
-            reason="SqliteStorage.read after close raises RuntimeError from its executor",
-            strict=True,
-        )
-    )
     outbox = await open_outbox(db_url)
     await outbox.add_endpoint("a", SETTINGS)
     await outbox.close()
@@ -434,15 +427,16 @@ async def test_a_row_replaced_in_flight_stays_pending_and_goes_again(outbox: Out
     assert await outbox.enqueue("a", [out(1, "read", T2)]) == 1  # while in flight
     await settle(outbox, delivered=tuple(claimed))
     replaced, done = await outbox.deliveries()
-    assert (replaced.status, replaced.attempts, replaced.claimed) == (PENDING, 1, False)
+    # The older state's push succeeded: it does not count against the newer one.
+    assert (replaced.status, replaced.attempts, replaced.claimed) == (PENDING, 0, False)
     assert replaced.state == out(1, "read", T2)
     assert done.status is DELIVERED
     [again] = await take(outbox, "w2")
-    assert (again.id, again.version, again.attempts) == (replaced.id, 2, 1)
+    assert (again.id, again.version, again.attempts) == (replaced.id, 2, 0)
     assert again.state == out(1, "read", T2)
     await settle(outbox, "w2", delivered=(again,))
     final = await row(outbox, replaced.id)
-    assert (final.status, final.attempts, final.state) == (DELIVERED, 2, out(1, "read", T2))
+    assert (final.status, final.attempts, final.state) == (DELIVERED, 1, out(1, "read", T2))
 
 
 async def test_a_failure_with_a_delay_waits_and_keeps_its_error(outbox: Outbox) -> None:
@@ -469,13 +463,6 @@ async def test_an_error_may_hold_any_character(
 ) -> None:
     """An error quoting a client's answer may hold NUL, which PostgreSQL text cannot
     (it keeps U+FFFD in its place); the rest of the error is kept whole."""
-    request.applymarker(
-        pytest.mark.xfail(
-            engine == "sqlite",
-            reason="SQLite's JSON unpacking of settle rows cuts the error at NUL",
-            strict=True,
-        )
-    )
     await outbox.enqueue("a", [out(1)])
     [claimed] = await take(outbox)
     failure = Failure(claimed.id, 1, "bad\x00body é", None)
@@ -846,3 +833,44 @@ async def test_sort_keys_compare_in_byte_order_whatever_the_collation(
         assert [t.endpoint for t in await outbox.tally()] == ["C", "b"]
     finally:
         await outbox.close()
+
+
+# A newer state while an older one is pending or in flight
+
+
+async def test_a_failed_push_of_a_replaced_row_does_not_count_against_the_newer_state(
+    outbox: Outbox,
+) -> None:
+    await outbox.enqueue("a", [out(1, "deliver")])
+    [claimed] = await take(outbox)
+    assert await outbox.enqueue("a", [out(1, "read", T2)]) == 1  # while in flight
+    last = Failure(claimed.id, claimed.attempts + 1, "timeout", None, claimed.version)
+    await settle(outbox, failures=(last,), ok=False, error="timeout")
+    replaced = await row(outbox, claimed.id)
+    # Not dead: the newer state was never pushed; it goes next with all its attempts.
+    assert (replaced.status, replaced.attempts, replaced.claimed) == (PENDING, 0, False)
+    assert await outbox.attempts(claimed.id) == []
+    [again] = await take(outbox, "w2")
+    assert (again.state, again.attempts) == (out(1, "read", T2), 0)
+
+
+async def test_a_replacing_state_gets_a_new_round_of_attempts(outbox: Outbox) -> None:
+    await outbox.enqueue("a", [out(1, "deliver")])
+    [claimed] = await take(outbox)
+    failure = Failure(claimed.id, 1, "HTTP 500", 0.0, claimed.version)
+    await settle(outbox, failures=(failure,), ok=False, error="HTTP 500")
+    assert (await row(outbox, claimed.id)).attempts == 1
+    await outbox.enqueue("a", [out(1, "read", T2)])
+    replaced = await row(outbox, claimed.id)
+    assert (replaced.attempts, replaced.state) == (0, out(1, "read", T2))
+    [history] = await outbox.attempts(claimed.id)  # the earlier round's failure stays listed
+    assert history.error == "HTTP 500"
+
+
+async def test_a_state_changing_a_channel_only_replaces_the_pending_one(outbox: Outbox) -> None:
+    await outbox.enqueue("a", [out(1, "send", "", viber="send")])
+    fallback = out(1, "send", "", viber="not_deliver", sms="send")
+    assert await outbox.enqueue("a", [fallback]) == 1
+    assert await outbox.enqueue("a", [out(1, "send", "", viber="send")]) == 0  # not a step back
+    [pending] = await outbox.deliveries()
+    assert pending.state == fallback

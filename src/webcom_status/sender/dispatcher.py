@@ -111,7 +111,7 @@ class _EndpointRunner:
 
     @property
     def paused(self) -> bool:
-        return self.endpoint.paused_at is not None
+        return self.endpoint.id in self.dispatcher.paused
 
     def kick(self) -> None:
         self.kicked.set()
@@ -198,6 +198,7 @@ class Dispatcher:
         self._runners: dict[int, _EndpointRunner] = {}
         self._wakeup = asyncio.Event()
         self._batches = itertools.count(1)
+        self.paused: set[int] = set()  # endpoints paused, as of the last refresh or push
 
     def next_owner(self) -> str:
         """A lease owner no other claim shares: the worker's name and a counter."""
@@ -265,6 +266,7 @@ class Dispatcher:
                 await asyncio.wait_for(self._wakeup.wait(), max(wait, 0.001))
 
     def _refresh(self, endpoints: dict[int, Endpoint]) -> None:
+        self.paused = {i for i, e in endpoints.items() if e.paused_at is not None}
         for endpoint_id, runner in self._runners.items():
             if endpoint_id in endpoints:
                 runner.endpoint = endpoints[endpoint_id]
@@ -285,7 +287,7 @@ class Dispatcher:
         error = outcome.error or "not acknowledged: the answer did not list this id_sms"
         retry = self.settings.retry
         failures = tuple(
-            Failure(c.id, c.attempts + 1, error, retry.delay_after(c.attempts + 1))
+            Failure(c.id, c.attempts + 1, error, retry.delay_after(c.attempts + 1), c.version)
             for c in batch
             if c.state.id_sms not in acknowledged
         )
@@ -304,7 +306,15 @@ class Dispatcher:
             # The lease ends, and the states are pushed again: at least once.
             log.error("recording a push to %s failed: %s", endpoint.name, exc)
             return
+        if outcome.findings:
+            log.warning(
+                "%s broke the protocol answering %d states: %s",
+                endpoint.name,
+                len(batch),
+                "; ".join(f.detail for f in outcome.findings[:5]),
+            )
         if paused:
+            self.paused.add(endpoint.id)  # claim nothing more for it until the next refresh
             log.warning(
                 "endpoint %s paused: every push failed for %s s",
                 endpoint.name,

@@ -60,13 +60,15 @@ class Failure:
     """A claimed row whose push failed: its new attempt count and what comes next.
 
     ``delay`` is the time to wait before the next attempt; ``None`` makes the
-    row a dead letter.
+    row a dead letter. ``version`` is the one claimed: if a newer state
+    replaced the row meanwhile, the failure does not count against it.
     """
 
     id: int
     attempts: int
     error: str
     delay: float | None
+    version: int = 1
 
 
 @dataclass(frozen=True, slots=True)

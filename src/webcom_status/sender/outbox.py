@@ -107,12 +107,19 @@ class Outbox(Protocol):
 
 
 def sort_key(state: Outgoing) -> str:
-    """The order of ``rules.py`` as text, the time read as UTC.
+    """The order of ``rules.py`` as text, the time read as UTC; then the channels'.
 
     Every state of one outbox comes from one provider account, so its times
-    share one zone and compare the same in any.
+    share one zone and compare the same in any. Two states of one overall
+    status and time are told apart by their ``sms``, then their ``viber``
+    status under the same order, so that a state that changes a channel only
+    is not taken for a repeat.
     """
-    return Mark(state.status, state.time, parse_time(state.time, UTC)).text_key
+    utc = parse_time(state.time, UTC)
+    keys = [Mark(state.status, state.time, utc).text_key]
+    for channel in (state.sms, state.viber):
+        keys.append("" if channel is None else Mark(channel, state.time, utc).text_key)
+    return "\x02".join(keys)
 
 
 def check(state: Outgoing) -> Outgoing:

@@ -211,6 +211,11 @@ class PostgresOutbox:
             "attempts": [f.attempts for f in settlement.failures],
             "errors": [_text(f.error) for f in settlement.failures],
             "delays": [f.delay for f in settlement.failures],
+            "versions": [f.version for f in settlement.failures],
+            "owner": owner,
+        }
+        every = {
+            "ids": [d[0] for d in settlement.delivered] + [f.id for f in settlement.failures],
             "owner": owner,
         }
 
@@ -218,10 +223,10 @@ class PostgresOutbox:
             async with conn.transaction():
                 if settlement.delivered:
                     await conn.execute(Q["settle_delivered"], delivered)
-                    await conn.execute(Q["settle_replaced"], delivered)
                 if settlement.failures:
                     await conn.execute(Q["record_attempts"], failed)
                     await conn.execute(Q["settle_failed"], failed)
+                await conn.execute(Q["settle_replaced"], every)
                 if settlement.endpoint_ok:
                     await conn.execute(Q["endpoint_ok"], (endpoint_id,))
                     return False

@@ -36,7 +36,14 @@ Q = load_queries("sqlite", "outbox")
 def settlement_rows(settlement: Settlement) -> tuple[str, str]:
     """``settlement``'s delivered and failed rows as the JSON arrays the queries unpack."""
     delivered = orjson.dumps(settlement.delivered).decode()
-    failed = orjson.dumps([(f.id, f.attempts, f.error, f.delay) for f in settlement.failures])
+    # SQLite's JSON functions end a string at NUL: keep U+FFFD in its place,
+    # as PostgreSQL must (its text cannot hold NUL either).
+    failed = orjson.dumps(
+        [
+            (f.id, f.attempts, f.error.replace("\x00", "\ufffd"), f.delay, f.version)
+            for f in settlement.failures
+        ]
+    )
     return delivered, failed.decode()
 
 
@@ -134,6 +141,7 @@ class SqliteOutbox:
                 params = {"rows": failed, "owner": owner, "now": now}
                 conn.execute(Q["record_attempts"], params)
                 conn.execute(Q["settle_failed"], params)
+                conn.execute(Q["settle_replaced"], params)
             if settlement.endpoint_ok:
                 conn.execute(Q["endpoint_ok"], (settlement.endpoint_id,))
                 return False

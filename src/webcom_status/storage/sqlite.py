@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from webcom_status.errors import StorageError
+from webcom_status.errors import StorageClosed, StorageError
 from webcom_status.model import Event, Message, Reject, State, Stats, StoredReject
 from webcom_status.storage._group_commit import GroupCommitter
 from webcom_status.storage._migrate import migrate
@@ -32,6 +32,7 @@ def _connect(path: Path, busy_timeout_ms: int, synchronous: str) -> sqlite3.Conn
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("PRAGMA foreign_keys = ON")
     return conn
 
 
@@ -78,6 +79,7 @@ class SqliteStorage:
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="webcom-read")
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
+        self._closed = False
 
     @classmethod
     async def open(
@@ -150,6 +152,7 @@ class SqliteStorage:
         )
 
     async def close(self) -> None:
+        self._closed = True
         if self._writer is not None:
             await self._writer.close()
         self._readers.shutdown(wait=True)
@@ -175,6 +178,8 @@ class SqliteStorage:
                 self._reader_conns.append(conn)
             return query(conn)
 
+        if self._closed:
+            raise StorageClosed("storage is closed")
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._readers, run)

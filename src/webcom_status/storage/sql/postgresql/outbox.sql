@@ -72,7 +72,8 @@ FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(times)s::text[], %(sms)s:
 ORDER BY r.id_sms
 ON CONFLICT (endpoint_id, id_sms) WHERE state = 'pending' DO UPDATE SET
     status = excluded.status, time_raw = excluded.time_raw, sms = excluded.sms,
-    viber = excluded.viber, sort_key = excluded.sort_key, version = d.version + 1
+    viber = excluded.viber, sort_key = excluded.sort_key, version = d.version + 1,
+    round = d.round + 1, attempts = 0
 WHERE excluded.sort_key > d.sort_key;
 
 -- due --
@@ -91,11 +92,16 @@ WHERE next_at IS NOT NULL;
 -- The lease is next_at itself: a row whose worker died becomes due when it
 -- ends. SKIP LOCKED passes over the rows another worker is taking right now;
 -- a row it took meanwhile is re-checked after its commit, and no longer due.
--- The rows come back oldest first, in the order they were picked.
+-- The rows come back oldest first, in the order they were picked. A paused
+-- endpoint has nothing due, whatever a worker last read of it.
 WITH due AS (
     SELECT id, next_at FROM deliveries
     WHERE endpoint_id = %(endpoint_id)s AND state = 'pending'
       AND next_at <= extract(epoch FROM statement_timestamp())::double precision
+      AND NOT EXISTS (
+          SELECT 1 FROM endpoints AS e
+          WHERE e.id = %(endpoint_id)s AND e.paused_at IS NOT NULL
+      )
     ORDER BY next_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -120,9 +126,10 @@ FROM unnest(%(ids)s::bigint[], %(versions)s::integer[]) AS r (id, version)
 WHERE d.id = r.id AND d.version = r.version AND d.lease_owner = %(owner)s;
 
 -- settle_replaced --
--- Acknowledged, but a newer state replaced the row while it was in flight:
--- the newer one is pushed next, at once.
-UPDATE deliveries AS d SET attempts = d.attempts + 1, lease_owner = NULL,
+-- Every row of the document: those still leased were replaced by a newer
+-- state while in flight; the older state's push does not count against the
+-- newer one, pushed next, at once.
+UPDATE deliveries AS d SET lease_owner = NULL,
     next_at = extract(epoch FROM statement_timestamp())::double precision
 WHERE d.id = ANY (%(ids)s::bigint[]) AND d.lease_owner = %(owner)s;
 
@@ -131,10 +138,10 @@ WHERE d.id = ANY (%(ids)s::bigint[]) AND d.lease_owner = %(owner)s;
 INSERT INTO delivery_attempts (delivery_id, round, attempt, at, error)
 SELECT d.id, d.round, r.attempts,
        extract(epoch FROM statement_timestamp())::double precision, r.error
-FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[], %(errors)s::text[])
-    AS r (id, attempts, error)
+FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[], %(errors)s::text[],
+            %(versions)s::integer[]) AS r (id, attempts, error, version)
 JOIN deliveries AS d ON d.id = r.id
-WHERE d.lease_owner = %(owner)s
+WHERE d.lease_owner = %(owner)s AND d.version = r.version
 ON CONFLICT DO NOTHING;
 
 -- settle_failed --
@@ -149,8 +156,9 @@ UPDATE deliveries AS d SET
                       THEN extract(epoch FROM statement_timestamp())::double precision END,
     lease_owner = NULL
 FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[], %(errors)s::text[],
-            %(delays)s::double precision[]) AS r (id, attempts, error, delay)
-WHERE d.id = r.id AND d.lease_owner = %(owner)s;
+            %(delays)s::double precision[], %(versions)s::integer[])
+    AS r (id, attempts, error, delay, version)
+WHERE d.id = r.id AND d.lease_owner = %(owner)s AND d.version = r.version;
 
 -- endpoint_ok --
 UPDATE endpoints SET failing_since = NULL WHERE id = %s AND failing_since IS NOT NULL;

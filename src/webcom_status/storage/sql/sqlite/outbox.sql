@@ -40,7 +40,9 @@ FROM endpoints WHERE name = ?;
 
 -- enqueue --
 -- :rows is a JSON array of [id_sms, status, time, sms, viber, sort_key], one per id_sms.
--- A pending row of the same id_sms takes the new state only if it is later.
+-- A pending row of the same id_sms takes the new state only if it is later;
+-- the new state gets a whole round of attempts (the earlier rounds' failed
+-- attempts stay listed).
 INSERT INTO deliveries (endpoint_id, id_sms, status, time_raw, sms, viber, sort_key,
                         next_at, enqueued_at)
 SELECT :endpoint_id, j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3,
@@ -49,7 +51,8 @@ FROM json_each(:rows) AS j
 WHERE true
 ON CONFLICT (endpoint_id, id_sms) WHERE state = 'pending' DO UPDATE SET
     status = excluded.status, time_raw = excluded.time_raw, sms = excluded.sms,
-    viber = excluded.viber, sort_key = excluded.sort_key, version = version + 1
+    viber = excluded.viber, sort_key = excluded.sort_key, version = version + 1,
+    round = round + 1, attempts = 0
 WHERE excluded.sort_key > sort_key;
 
 -- due --
@@ -63,11 +66,15 @@ WHERE e.paused_at IS NULL AND next_at IS NOT NULL;
 
 -- claim_pick --
 -- The due rows of one endpoint, oldest first, as one JSON array: one step
--- for the writer thread instead of one per row.
+-- for the writer thread instead of one per row. A paused endpoint has nothing
+-- due, whatever a worker last read of it.
 SELECT json_group_array(json_array(id, version, attempts, id_sms, status, time_raw, sms, viber))
 FROM (
     SELECT id, version, attempts, id_sms, status, time_raw, sms, viber FROM deliveries
     WHERE endpoint_id = :endpoint_id AND state = 'pending' AND next_at <= :now
+      AND NOT EXISTS (
+          SELECT 1 FROM endpoints WHERE id = :endpoint_id AND paused_at IS NOT NULL
+      )
     ORDER BY next_at, id
     LIMIT :limit
 );
@@ -86,18 +93,19 @@ WHERE deliveries.id = j.value ->> 0 AND deliveries.version = j.value ->> 1
   AND deliveries.lease_owner = :owner;
 
 -- settle_replaced --
--- Acknowledged, but a newer state replaced the row while it was in flight:
--- the newer one is pushed next, at once.
-UPDATE deliveries SET attempts = attempts + 1, lease_owner = NULL, next_at = :now
+-- :rows is a JSON array of [id, ...] of every row of the document. Those
+-- still leased were replaced by a newer state while in flight: the older
+-- state's push does not count against the newer one, pushed next, at once.
+UPDATE deliveries SET lease_owner = NULL, next_at = :now
 FROM json_each(:rows) AS j
 WHERE deliveries.id = j.value ->> 0 AND deliveries.lease_owner = :owner;
 
 -- record_attempts --
--- :rows is a JSON array of [id, attempts, error, delay or null].
+-- :rows is a JSON array of [id, attempts, error, delay or null, version].
 INSERT INTO delivery_attempts (delivery_id, round, attempt, at, error)
 SELECT d.id, d.round, j.value ->> 1, :now, j.value ->> 2
 FROM json_each(:rows) AS j JOIN deliveries AS d ON d.id = j.value ->> 0
-WHERE d.lease_owner = :owner
+WHERE d.lease_owner = :owner AND d.version = j.value ->> 4
 ON CONFLICT DO NOTHING;
 
 -- settle_failed --
@@ -109,7 +117,8 @@ UPDATE deliveries SET
     settled_at = iif(j.value ->> 3 IS NULL, :now, NULL),
     lease_owner = NULL
 FROM json_each(:rows) AS j
-WHERE deliveries.id = j.value ->> 0 AND deliveries.lease_owner = :owner;
+WHERE deliveries.id = j.value ->> 0 AND deliveries.lease_owner = :owner
+  AND deliveries.version = j.value ->> 4;
 
 -- endpoint_ok --
 UPDATE endpoints SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL;
