@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
 
 from webcom_status._version import __version__
 from webcom_status.errors import StorageError
@@ -187,14 +187,12 @@ class Dispatcher:
         settings: DispatchSettings | None = None,
         *,
         observer: Observer | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.outbox = outbox
         self.settings = settings or DispatchSettings()
         self.observer = observer
         self.stopping = False
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
         self._runners: dict[int, _EndpointRunner] = {}
         self._wakeup = asyncio.Event()
         self._batches = itertools.count(1)
@@ -224,13 +222,15 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Dispatch until :meth:`stop`; then finish the pushes in flight and return."""
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=1024)
-        async with httpx.AsyncClient(
-            limits=limits,
-            transport=self._transport,
-            trust_env=False,
-            follow_redirects=False,
+        # No limit on connections overall: each endpoint's concurrency is its
+        # limit, so that a dead endpoint's hanging pushes never hold a slot
+        # another endpoint needs.
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30)
+        async with aiohttp.ClientSession(
+            connector=connector,
             headers={"User-Agent": f"webcom-status/{__version__}"},
+            auto_decompress=True,
+            trust_env=False,
         ) as client:
             self._client = client
             try:
@@ -339,33 +339,35 @@ class Dispatcher:
         assert self._client is not None
         settings = endpoint.settings
         body = build_push((c.state for c in batch), settings.flavour)
-        auth = (
-            None
-            if settings.username is None
-            else httpx.BasicAuth(settings.username, settings.password or "")
+        headers = {"Content-Type": CONTENT_TYPES[settings.flavour]}
+        if settings.username is not None:
+            headers["Authorization"] = aiohttp.encode_basic_auth(
+                settings.username, settings.password or ""
+            )
+        timeout = aiohttp.ClientTimeout(
+            total=self.deadline(endpoint),
+            sock_connect=settings.connect_timeout,
+            sock_read=settings.read_timeout,
         )
-        timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
         outcome = _Outcome()
         try:
-            async with asyncio.timeout(self.deadline(endpoint)):
-                async with self._client.stream(
-                    "POST",
-                    settings.url,
-                    content=body,
-                    headers={"Content-Type": CONTENT_TYPES[settings.flavour]},
-                    auth=auth,
-                    timeout=timeout,
-                ) as response:
-                    outcome.http_status = response.status_code
-                    answer = await _read_limited(response, self.settings.max_answer)
-        except (TimeoutError, httpx.TimeoutException):
+            async with self._client.post(
+                settings.url,
+                data=body,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
+            ) as response:
+                outcome.http_status = response.status
+                answer = await _read_limited(response, self.settings.max_answer)
+        except TimeoutError:  # aiohttp's timeouts are TimeoutErrors too
             return _failed(outcome, "timeout", f"no answer within {self.deadline(endpoint):g} s")
-        except httpx.TransportError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             return _failed(outcome, "connection", f"connection failed: {exc!r}")
         if answer is None:
             return _failed(outcome, "too_large", f"answer larger than {self.settings.max_answer} B")
-        if not 200 <= response.status_code < 300:
-            return _failed(outcome, "http_status", f"HTTP {response.status_code}")
+        if not 200 <= response.status < 300:
+            return _failed(outcome, "http_status", f"HTTP {response.status}")
         read = read_answer(answer, settings.flavour, pushed=(c.state.id_sms for c in batch))
         outcome.acknowledged = read.ids
         outcome.findings.extend(read.findings)
@@ -381,11 +383,11 @@ def _failed(outcome: _Outcome, kind: str, error: str) -> _Outcome:
     return outcome
 
 
-async def _read_limited(response: httpx.Response, limit: int) -> bytes | None:
+async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
     """The body, or ``None`` if it is longer than ``limit`` (reading stops there)."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.content.iter_chunked(65536):
         size += len(chunk)
         if size > limit:
             return None
