@@ -76,6 +76,13 @@ for _command in SENDER_COMMANDS:
 @option("--basic-auth", default=None, metavar="USER:PASSWORD", help="Require HTTP Basic.")
 @option("--allow-ip", multiple=True, metavar="CIDR", help="Accept pushes only from these.")
 @option(
+    "--api-token",
+    default=None,
+    metavar="SECRET",
+    help="Require 'Authorization: Bearer SECRET' on every /api/ route. "
+    "Without it /api/ is open to whoever reaches the port (the default bind is 127.0.0.1).",
+)
+@option(
     "--forwarded-allow-ips",
     default="127.0.0.1",
     help="Proxies trusted for X-Forwarded-For (comma-separated, or *).",
@@ -116,6 +123,7 @@ def serve(**options: Any) -> None:
             if options["prune_older_than"]
             else None,
             prune_interval=config.parse_duration(options["prune_interval"]),
+            api_token=options["api_token"],
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None

@@ -6,7 +6,7 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from webcom_status.errors import ConfigError
@@ -46,6 +46,23 @@ def parse_duration(text: str) -> timedelta:
     if seconds > MAX_DURATION.total_seconds():
         raise ConfigError(f"duration {text!r} is longer than {MAX_DURATION.days} days")
     return timedelta(seconds=seconds)
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """An instant: ISO 8601 (UTC when it has no offset), or a duration back from ``now``.
+
+    ``2h`` is two hours before ``now``; ``2024-05-01T12:00:00+03:00`` and
+    ``2024-05-01`` (midnight UTC) are themselves.
+    """
+    if _DURATION.match(text):
+        return now - parse_duration(text)
+    try:
+        instant = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(
+            f"not a time: {text!r}; use ISO 8601 (2024-05-01T12:00:00Z) or a duration such as 2h"
+        ) from None
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
 
 
 def parse_zone(name: str) -> ZoneInfo:
@@ -89,6 +106,7 @@ class ReceiverSettings:
     pool_size: int = 4
     prune_older_than: timedelta | None = None
     prune_interval: timedelta = timedelta(hours=1)
+    api_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.token is not None and not re.fullmatch(r"[A-Za-z0-9._~-]{16,}", self.token):
@@ -96,6 +114,11 @@ class ReceiverSettings:
                 "the token must be at least 16 characters of A-Z a-z 0-9 . _ ~ - "
                 "(it is a URL path segment); generate one with: "
                 "python -c 'import secrets; print(secrets.token_urlsafe(24))'"
+            )
+        if self.api_token is not None and not re.fullmatch(r"[\x21-\x7e]{16,}", self.api_token):
+            raise ConfigError(
+                "the API token must be at least 16 printable ASCII characters without spaces; "
+                "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(24))'"
             )
         if self.max_body <= 0:
             raise ConfigError("max body must be positive")
@@ -117,6 +140,7 @@ class ReceiverSettings:
                 "pool_size": self.pool_size,
                 "prune_older_than": _seconds(self.prune_older_than),
                 "prune_interval": _seconds(self.prune_interval),
+                "api_token": self.api_token,
             }
         )
 
@@ -137,6 +161,7 @@ class ReceiverSettings:
             pool_size=data["pool_size"],
             prune_older_than=None if prune is None else timedelta(seconds=prune),
             prune_interval=timedelta(seconds=data["prune_interval"]),
+            api_token=data.get("api_token"),
         )
 
 
