@@ -17,6 +17,7 @@ import uvicorn
 
 from webcom_status import config
 from webcom_status._cli_common import db_option, option, print_json
+from webcom_status.cli_emulate import emulate
 from webcom_status.cli_sender import SENDER_COMMANDS
 from webcom_status.errors import ConfigError, WebcomStatusError
 from webcom_status.receiver import create_app
@@ -62,7 +63,7 @@ def main() -> None:
     """Receive (and inspect) Webcom SMS/Viber delivery statuses, and push them."""
 
 
-for _command in SENDER_COMMANDS:
+for _command in [*SENDER_COMMANDS, emulate]:
     main.add_command(_command)
 
 

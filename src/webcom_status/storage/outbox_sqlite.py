@@ -133,15 +133,20 @@ class SqliteOutbox:
 
         def record(conn: sqlite3.Connection) -> bool:
             now = time.time()
+            # A row whose update did not apply was replaced in flight (or its
+            # lease was lost): settle_replaced releases it; most documents
+            # have none, and skip that statement.
             if settlement.delivered:
                 params = {"rows": delivered, "owner": owner, "now": now}
-                conn.execute(Q["settle_delivered"], params)
-                conn.execute(Q["settle_replaced"], params)
+                done = conn.execute(Q["settle_delivered"], params).rowcount
+                if done < len(settlement.delivered):
+                    conn.execute(Q["settle_replaced"], params)
             if settlement.failures:
                 params = {"rows": failed, "owner": owner, "now": now}
                 conn.execute(Q["record_attempts"], params)
-                conn.execute(Q["settle_failed"], params)
-                conn.execute(Q["settle_replaced"], params)
+                done = conn.execute(Q["settle_failed"], params).rowcount
+                if done < len(settlement.failures):
+                    conn.execute(Q["settle_replaced"], params)
             if settlement.endpoint_ok:
                 conn.execute(Q["endpoint_ok"], (settlement.endpoint_id,))
                 return False
