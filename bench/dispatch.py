@@ -5,7 +5,7 @@
 
 Throughput: a fast receiver (bench/echo.py, its own process) acknowledges
 everything; ``webcom-status dispatch`` workers (1 or 2 processes) push to 4
-endpoints (100 states per document, 4 documents in flight each) while this
+endpoints (100 states per document, 16 documents in flight each) while this
 process enqueues ``--states`` states as fast as the outbox takes them. The
 rate is the states divided by the time from the first enqueue to the last
 acknowledgement, both as recorded in the outbox; latencies are per state,
@@ -175,7 +175,7 @@ async def throughput(engine: str, count: int, states: int, workdir: Path, port: 
     names = [f"e{i}" for i in range(4)]
     for name in names:
         url = f"http://{HOST}:{port}/{name}"
-        await outbox.add_endpoint(name, EndpointSettings(url, batch_size=100, concurrency=4))
+        await outbox.add_endpoint(name, EndpointSettings(url, batch_size=100, concurrency=16))
     with workers(db, count, workdir, ["--poll", "0.05"]):
         for start in range(0, states, CHUNK):
             ids = range(start + 1, min(start + CHUNK, states) + 1)
