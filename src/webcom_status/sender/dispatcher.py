@@ -131,7 +131,6 @@ class _EndpointRunner:
         dispatcher = self.dispatcher
         settings = self.endpoint.settings
         while self.in_flight < settings.concurrency and not self.paused and not dispatcher.stopping:
-            await self._respect_rate_limit()
             owner = dispatcher.next_owner()
             try:
                 batch = await dispatcher.outbox.claim(
@@ -163,6 +162,9 @@ class _EndpointRunner:
 
     async def _push(self, owner: str, batch: list[Claimed]) -> None:
         try:
+            # Spaced here, just before the request, not before the claim:
+            # a claim's time in the database varies more than the rate's gap.
+            await self._respect_rate_limit()
             await self.dispatcher.push(self.endpoint, owner, batch)
         except Exception:
             log.exception("pushing to %s failed unexpectedly", self.endpoint.name)
