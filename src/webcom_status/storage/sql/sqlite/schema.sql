@@ -149,7 +149,8 @@ CREATE TABLE deliveries (
 
 CREATE UNIQUE INDEX deliveries_pending ON deliveries (endpoint_id, id_sms)
     WHERE state = 'pending';
-CREATE INDEX deliveries_due ON deliveries (endpoint_id, next_at) WHERE state = 'pending';
+-- (endpoint, next_at, id): a claim's whole ORDER BY, read in index order.
+CREATE INDEX deliveries_due ON deliveries (endpoint_id, next_at, id) WHERE state = 'pending';
 CREATE INDEX deliveries_listing ON deliveries (endpoint_id, state, id);
 
 -- Why each failed attempt failed: the dead-letter list shows them all.
