@@ -26,6 +26,7 @@ from webcom_status.sender.model import Attempt, Delivery, DeliveryState, Endpoin
 from webcom_status.sender.outbox import Outbox
 from webcom_status.sender.retry import parse_delay
 from webcom_status.sender.views import (
+    SETTINGS,
     check_name,
     delivery_json,
     endpoint_json,
@@ -178,16 +179,6 @@ _SETTING_OPTIONS = (
     ),
     click.option("--basic-auth", metavar="USER:PASSWORD", help="HTTP Basic credentials to send."),
 )
-_SETTINGS = (
-    "url",
-    "flavour",
-    "batch_size",
-    "concurrency",
-    "rate_limit",
-    "connect_timeout",
-    "read_timeout",
-    "basic_auth",
-)
 
 
 def _setting_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -199,7 +190,7 @@ def _setting_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def _changes(options: dict[str, Any]) -> dict[str, object]:
     """The settings given on the command line, by the names of ``endpoint_settings``."""
-    return {name: options[name] for name in _SETTINGS if options.get(name) is not None}
+    return {name: options[name] for name in SETTINGS if options.get(name) is not None}
 
 
 async def _shown(outbox: Outbox, endpoint: Endpoint) -> dict[str, Any]:
