@@ -47,7 +47,9 @@ import uvicorn
 from webcom_status.errors import PushRejected
 from webcom_status.protocol import answer, content_type, parse_push
 
-MODES = ("honest", "slow", "partial", "fail_first", "hang", "garbage", "unknown", "flood")
+MODES = (
+    "honest", "slow", "partial", "fail_first", "hang", "garbage", "unknown", "flood", "redirect"
+)  # fmt: skip
 ZONE = ZoneInfo("Europe/Moscow")
 GARBAGE = b"\x00\xff<<<this is neither XML nor JSON>>>\x01"
 FAR_ID = 999_999_999_999  # an id no test ever enqueues
@@ -247,6 +249,9 @@ class Receiver:
             await self._reply(record, send, 200, GARBAGE, kind=b"text/xml")
         elif mode == "flood":
             await self._flood(record, send, gone)
+        elif mode == "redirect":  # a 3xx whose body lists every id: acknowledges nothing
+            kind = content_type(push.flavour)
+            await self._reply(record, send, 302, answer(push.flavour, ids), kind=kind)
         else:
             if mode == "partial":
                 ids = tuple(i for i in ids if i % 2 == 0)

@@ -286,6 +286,23 @@ async def test_a_garbage_answer_is_a_failed_push(
     assert (await outbox.endpoint("a")).failing_since is not None
 
 
+async def test_a_non_2xx_answer_listing_the_ids_acknowledges_nothing(
+    sqlite_outbox: Outbox, receivers: Callable[..., FaultyReceiver]
+) -> None:
+    """302 with a body echoing every id: not followed, not read as an acknowledgement;
+    each attempt is one request, and the states end dead with the status as reason."""
+    outbox = sqlite_outbox
+    receiver = receivers(Behaviour("redirect"))
+    await outbox.add_endpoint("a", endpoint(receiver))
+    await outbox.enqueue("a", states(range(1, 6)))
+    async with dispatching(outbox):
+        rows = await settled(outbox, "a")
+    assert by_state(rows)[DEAD] == set(range(1, 6))
+    assert pushes_per_id(receiver.records()) == dict.fromkeys(range(1, 6), 3)
+    for row in rows:
+        assert [a.error for a in await outbox.attempts(row.id)] == ["HTTP 302"] * 3
+
+
 async def test_ids_echoed_but_not_pushed_are_never_marked(
     sqlite_outbox: Outbox, receivers: Callable[..., FaultyReceiver]
 ) -> None:
