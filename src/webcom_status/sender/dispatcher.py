@@ -67,9 +67,14 @@ class DispatchSettings:
 
 @dataclass(frozen=True, slots=True)
 class PushReport:
-    """One document pushed: what went out, what came back, how long it took."""
+    """One document pushed: what went out, what came back, how long it took.
+
+    ``batch`` is the claimed rows (the states pushed); ``dead_ids`` the ids
+    whose rows became dead letters with this push.
+    """
 
     endpoint: str
+    batch: tuple[Claimed, ...]
     ids: tuple[int, ...]
     acknowledged: tuple[int, ...]
     retried: int
@@ -78,6 +83,7 @@ class PushReport:
     http_status: int | None
     error: str | None
     findings: tuple[Finding, ...]
+    dead_ids: frozenset[int] = frozenset()
 
 
 Observer = Callable[[PushReport], None]
@@ -326,14 +332,20 @@ class Dispatcher:
             self.observer(
                 PushReport(
                     endpoint=endpoint.name,
+                    batch=tuple(batch),
                     ids=ids,
-                    acknowledged=tuple(i for i in outcome.acknowledged if i in set(ids)),
+                    acknowledged=outcome.acknowledged,  # only ids pushed: read_answer saw to it
                     retried=sum(1 for f in failures if f.delay is not None),
                     dead=sum(1 for f in failures if f.delay is None),
                     latency=latency,
                     http_status=outcome.http_status,
                     error=outcome.error,
                     findings=tuple(outcome.findings),
+                    dead_ids=frozenset(
+                        c.state.id_sms
+                        for c in batch
+                        if c.state.id_sms not in acknowledged and c.attempts + 1 >= retry.attempts
+                    ),
                 )
             )
 

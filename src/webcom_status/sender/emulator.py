@@ -59,7 +59,7 @@ from webcom_status.rules import (
     fold,
 )
 from webcom_status.sender.dispatcher import Dispatcher, DispatchSettings, PushReport
-from webcom_status.sender.model import Claimed, Endpoint, EndpointSettings
+from webcom_status.sender.model import Endpoint, EndpointSettings
 from webcom_status.sender.outbox import Outbox, sort_key
 from webcom_status.sender.retry import RetryPolicy
 from webcom_status.storage import open_outbox, open_storage, outbox_for
@@ -524,8 +524,7 @@ def format_report(report: Report) -> str:
 class _Ledger:
     """Every state from its enqueue to its end, and the counts of the report."""
 
-    def __init__(self, attempts: int, progress: tqdm[Any]) -> None:
-        self.attempts_allowed = attempts
+    def __init__(self, progress: tqdm[Any]) -> None:
         self.progress = progress
         self.open: dict[int, list[str]] = {}  # sort keys of the unsettled states, per id_sms
         self._idle: dict[int, list[asyncio.Future[None]]] = {}
@@ -543,14 +542,12 @@ class _Ledger:
             self.open.setdefault(state.id_sms, []).append(sort_key(state))
         self.states += len(states)
 
-    def pushed(
-        self, batch: Sequence[Claimed], acknowledged: Iterable[int]
-    ) -> list[tuple[int, int]]:
+    def pushed(self, report: PushReport) -> list[tuple[int, int]]:
         """A document's outcome is committed; the ``(id_sms, states)`` that died with it."""
-        acked = set(acknowledged)
+        acked = set(report.acknowledged)
         died: list[tuple[int, int]] = []
         settled = 0
-        for claimed in batch:
+        for claimed in report.batch:
             id_sms = claimed.state.id_sms
             keys = self.open.get(id_sms)
             if id_sms in acked:
@@ -559,7 +556,7 @@ class _Ledger:
                 self.acknowledged += len(done)
                 self.superseded += sum(1 for k in done if k < pushed_key)
                 left = [k for k in keys or () if k > pushed_key]
-            elif claimed.attempts + 1 >= self.attempts_allowed:
+            elif id_sms in report.dead_ids:
                 # The row is a dead letter, with every state merged into it.
                 done, left = list(keys or ()), []
                 self.dead += len(done)
@@ -643,31 +640,6 @@ class _Enqueuer:
                         future.set_result(None)
 
 
-class _Dispatcher(Dispatcher):
-    """The dispatcher, handing each pushed document's claimed rows to the observer.
-
-    A :class:`PushReport` names the ids pushed but not which state of each
-    was pushed, which the ledger needs: the rows of the documents in flight
-    are kept by their ids (two documents in flight never share an id_sms).
-    """
-
-    def __init__(self, emulation: Emulation, outbox: Outbox, settings: DispatchSettings) -> None:
-        super().__init__(outbox, settings, observer=self._observe)
-        self.emulation = emulation
-        self._in_flight: dict[tuple[int, ...], list[Claimed]] = {}
-
-    async def push(self, endpoint: Endpoint, owner: str, batch: list[Claimed]) -> None:
-        ids = tuple(c.state.id_sms for c in batch)
-        self._in_flight[ids] = batch
-        try:
-            await super().push(endpoint, owner, batch)
-        finally:
-            self._in_flight.pop(ids, None)
-
-    def _observe(self, report: PushReport) -> None:
-        self.emulation.observe(report, self._in_flight.get(report.ids, []))
-
-
 class Emulation:
     """One run: :meth:`run` once; :meth:`interrupt` ends it early (Ctrl-C)."""
 
@@ -694,14 +666,14 @@ class Emulation:
     # set up in run()
     outbox: Outbox
     endpoint: Endpoint
-    dispatcher: _Dispatcher
+    dispatcher: Dispatcher
     ledger: _Ledger
 
     def interrupt(self) -> None:
         """Stop enqueueing and pushing; the report counts what is left as unsettled."""
         self._interrupted.set()
 
-    def observe(self, report: PushReport, batch: Sequence[Claimed]) -> None:
+    def observe(self, report: PushReport) -> None:
         """One document pushed (its outcome committed)."""
         self.requests += 1
         self.attempts += len(report.ids)
@@ -710,7 +682,7 @@ class Emulation:
         for finding in report.findings:
             self.violations.add_finding(finding)
         attempts = self.options.retry.attempts
-        for id_sms, states in self.ledger.pushed(batch, report.acknowledged):
+        for id_sms, states in self.ledger.pushed(report):
             detail = f"never acknowledged in {attempts} attempt{'s' if attempts > 1 else ''}"
             self.violations.add("not_acknowledged", detail, id_sms, count=max(states, 1))
 
@@ -749,7 +721,7 @@ class Emulation:
         settings = DispatchSettings(
             retry=options.retry, linger=options.linger, poll=options.poll, pause_after=None
         )
-        self.dispatcher = _Dispatcher(self, self.outbox, settings)
+        self.dispatcher = Dispatcher(self.outbox, settings, observer=self.observe)
         progress = tqdm(
             total=self.planned,
             unit="state",
@@ -759,7 +731,7 @@ class Emulation:
             leave=False,
             dynamic_ncols=True,
         )
-        self.ledger = _Ledger(options.retry.attempts, progress)
+        self.ledger = _Ledger(progress)
         started = time.monotonic()
         dispatching = asyncio.create_task(self.dispatcher.run(), name="emulate-dispatch")
         enqueuer = _Enqueuer(self)

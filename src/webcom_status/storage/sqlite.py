@@ -104,10 +104,10 @@ class SqliteStorage:
         await self._writer.write((events_json(states), rejects))
 
     async def message(self, id_sms: int) -> Message | None:
-        return await self._read(lambda conn: _message(conn, id_sms))
+        return await self.read(lambda conn: _message(conn, id_sms))
 
     async def rejects(self, after_id: int = 0, limit: int = 100) -> list[StoredReject]:
-        rows = await self._read(
+        rows = await self.read(
             lambda conn: conn.execute(Q["list_rejects"], (after_id, limit)).fetchall()
         )
         return [
@@ -116,7 +116,7 @@ class SqliteStorage:
         ]
 
     async def stats(self) -> Stats:
-        row = await self._read(lambda conn: conn.execute(Q["stats"]).fetchone())
+        row = await self.read(lambda conn: conn.execute(Q["stats"]).fetchone())
         return Stats(*row)
 
     async def ping(self) -> None:
@@ -130,7 +130,7 @@ class SqliteStorage:
 
         async def boundary(table: str, after: int, size: int) -> int | None:
             query = Q[f"{table}_boundary"]
-            row = await self._read(lambda conn: conn.execute(query, (after, size)).fetchone())
+            row = await self.read(lambda conn: conn.execute(query, (after, size)).fetchone())
             return None if row is None else int(row[0])
 
         async def delete(table: str, after: int, upper: int) -> int:
@@ -166,9 +166,7 @@ class SqliteStorage:
 
     async def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``query`` on a read-only connection of a reader thread."""
-        return await self._read(query)
 
-    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
             conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
             if conn is None:
