@@ -854,6 +854,27 @@ async def test_a_failed_push_of_a_replaced_row_does_not_count_against_the_newer_
     assert (again.state, again.attempts) == (out(1, "read", T2), 0)
 
 
+async def test_a_row_replaced_in_flight_leaves_the_other_rows_settlement_whole(
+    outbox: Outbox,
+) -> None:
+    """One document: a delivered row replaced in flight, another delivered, a third failed.
+
+    Releasing the replaced row must not release the failed row before its
+    attempt is recorded.
+    """
+    await outbox.enqueue("a", [out(1), out(2), out(3)])
+    one, two, three = await take(outbox)
+    assert await outbox.enqueue("a", [out(1, "read", T2)]) == 1  # while in flight
+    failure = Failure(three.id, 1, "not acknowledged", 0.0, three.version)
+    await settle(outbox, delivered=(one, two), failures=(failure,))
+    first, second, third = await outbox.deliveries()
+    assert (first.status, first.attempts, first.claimed) == (PENDING, 0, False)
+    assert (second.status, second.attempts) == (DELIVERED, 1)
+    assert (third.status, third.attempts, third.last_error) == (PENDING, 1, "not acknowledged")
+    assert [a.error for a in await outbox.attempts(three.id)] == ["not acknowledged"]
+    assert sorted(c.id for c in await take(outbox, "w2")) == [one.id, three.id]
+
+
 async def test_a_replacing_state_gets_a_new_round_of_attempts(outbox: Outbox) -> None:
     await outbox.enqueue("a", [out(1, "deliver")])
     [claimed] = await take(outbox)

@@ -19,6 +19,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -33,6 +34,11 @@ BatchWriter = Callable[[sqlite3.Connection, list[Any], str], None]
 _Item = tuple[object, "asyncio.Future[Any]"]
 _STOP = object()
 log = logging.getLogger(__name__)
+SQLITE_BUSY = 5
+# How long the writer sleeps between two tries at a write lock another
+# process holds: short at first, so that the lock is taken soon after it is
+# free, rather than after SQLite's own busy handler's 1, 2, 5, 10... ms.
+_LOCK_WAITS = (0.0001,)
 
 
 def now_text() -> str:
@@ -76,9 +82,16 @@ class GroupCommitter:
     """Runs write jobs on one connection, many jobs per transaction."""
 
     def __init__(
-        self, conn: sqlite3.Connection, write_batch: BatchWriter, max_group: int = 512
+        self,
+        conn: sqlite3.Connection,
+        write_batch: BatchWriter,
+        max_group: int = 512,
+        lock_timeout: float = 5.0,
     ) -> None:
+        # The connection waits for no lock itself: _when_free retries, sooner.
+        conn.execute("PRAGMA busy_timeout = 0")
         self._conn = conn
+        self._lock_timeout = lock_timeout
         self._write_batch = write_batch
         self._max_group = max_group
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -145,9 +158,32 @@ class GroupCommitter:
         def run(indices: list[int]) -> list[Any]:
             return _transaction(self._conn, [items[i] for i in indices])  # type: ignore[misc]
 
-        _attempt(batches, write, outcomes)
-        _attempt(jobs, run, outcomes)
+        _attempt(batches, self._when_free(write), outcomes)
+        _attempt(jobs, self._when_free(run), outcomes)
         return outcomes
+
+    def _when_free(
+        self, commit: Callable[[list[int]], list[Any]]
+    ) -> Callable[[list[int]], list[Any]]:
+        """``commit``, tried again while another connection holds the write lock.
+
+        A write that meets the lock has done nothing (its statement or
+        transaction is rolled back whole), so trying it again is safe.
+        """
+
+        def retried(indices: list[int]) -> list[Any]:
+            deadline = time.monotonic() + self._lock_timeout
+            tries = 0
+            while True:
+                try:
+                    return commit(indices)
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorcode & 0xFF != SQLITE_BUSY or time.monotonic() > deadline:
+                        raise
+                time.sleep(_LOCK_WAITS[min(tries, len(_LOCK_WAITS) - 1)])
+                tries += 1
+
+        return retried
 
 
 def _attempt(

@@ -34,8 +34,8 @@ Q = load_queries("sqlite", "outbox")
 
 
 def settlement_rows(settlement: Settlement) -> tuple[str, str]:
-    """``settlement``'s delivered and failed rows as the JSON arrays the queries unpack."""
-    delivered = orjson.dumps(settlement.delivered).decode()
+    """``settlement``'s delivered rows ({id: version}) and failed rows, as the queries take them."""
+    delivered = orjson.dumps(dict(settlement.delivered), option=orjson.OPT_NON_STR_KEYS).decode()
     # SQLite's JSON functions end a string at NUL: keep U+FFFD in its place,
     # as PostgreSQL must (its text cannot hold NUL either).
     failed = orjson.dumps(
@@ -118,35 +118,38 @@ class SqliteOutbox:
 
     async def claim(self, endpoint_id: int, owner: str, limit: int, lease: float) -> list[Claimed]:
         def take(conn: sqlite3.Connection) -> str:
-            params = {"endpoint_id": endpoint_id, "limit": limit, "now": time.time()}
-            picked: str = conn.execute(Q["claim_pick"], params).fetchone()[0]
+            now = time.time()
+            params = {"endpoint_id": endpoint_id, "limit": limit, "now": now}
+            picked, ids = conn.execute(Q["claim_pick"], params).fetchone()
             if picked != "[]":
-                lease_params = {"picked": picked, "owner": owner, "lease": lease}
-                conn.execute(Q["claim_lease"], lease_params | {"now": params["now"]})
-            return picked
+                lease_params = {"ids": ids, "owner": owner, "lease": lease, "now": now}
+                conn.execute(Q["claim_lease"], lease_params)
+            return str(picked)
 
         return [claimed_from_row(row) for row in orjson.loads(await self.storage.write(take))]
 
     async def settle(self, settlement: Settlement) -> bool:
         delivered, failed = settlement_rows(settlement)
         owner = settlement.owner
+        every = orjson.dumps(
+            [row_id for row_id, _ in settlement.delivered] + [f.id for f in settlement.failures]
+        ).decode()
 
         def record(conn: sqlite3.Connection) -> bool:
             now = time.time()
-            # A row whose update did not apply was replaced in flight (or its
-            # lease was lost): settle_replaced releases it; most documents
-            # have none, and skip that statement.
+            settled = 0
             if settlement.delivered:
                 params = {"rows": delivered, "owner": owner, "now": now}
-                done = conn.execute(Q["settle_delivered"], params).rowcount
-                if done < len(settlement.delivered):
-                    conn.execute(Q["settle_replaced"], params)
+                settled += conn.execute(Q["settle_delivered"], params).rowcount
             if settlement.failures:
                 params = {"rows": failed, "owner": owner, "now": now}
                 conn.execute(Q["record_attempts"], params)
-                done = conn.execute(Q["settle_failed"], params).rowcount
-                if done < len(settlement.failures):
-                    conn.execute(Q["settle_replaced"], params)
+                settled += conn.execute(Q["settle_failed"], params).rowcount
+            # A row left unsettled was replaced in flight (or its lease was
+            # lost): settle_replaced releases it. Most documents have none,
+            # and skip that statement.
+            if settled < len(settlement.delivered) + len(settlement.failures):
+                conn.execute(Q["settle_replaced"], {"ids": every, "owner": owner, "now": now})
             if settlement.endpoint_ok:
                 conn.execute(Q["endpoint_ok"], (settlement.endpoint_id,))
                 return False

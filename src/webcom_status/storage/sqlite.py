@@ -94,7 +94,7 @@ class SqliteStorage:
             conn = await asyncio.to_thread(_connect, path, busy_timeout_ms, storage._synchronous)
         except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open SQLite database {path}: {exc}") from exc
-        storage._writer = GroupCommitter(conn, _write_pushes)
+        storage._writer = GroupCommitter(conn, _write_pushes, lock_timeout=busy_timeout_ms / 1000)
         return storage
 
     async def store(self, states: Sequence[State], rejects: Sequence[Reject]) -> None:

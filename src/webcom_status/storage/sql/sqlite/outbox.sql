@@ -65,10 +65,11 @@ FROM endpoints AS e
 WHERE e.paused_at IS NULL AND next_at IS NOT NULL;
 
 -- claim_pick --
--- The due rows of one endpoint, oldest first, as one JSON array: one step
--- for the writer thread instead of one per row. A paused endpoint has nothing
--- due, whatever a worker last read of it.
-SELECT json_group_array(json_array(id, version, attempts, id_sms, status, time_raw, sms, viber))
+-- The due rows of one endpoint, oldest first, as one JSON array, and their
+-- ids as another: one step for the writer thread instead of one per row. A
+-- paused endpoint has nothing due, whatever a worker last read of it.
+SELECT json_group_array(json_array(id, version, attempts, id_sms, status, time_raw, sms, viber)),
+       json_group_array(id)
 FROM (
     SELECT id, version, attempts, id_sms, status, time_raw, sms, viber FROM deliveries
     WHERE endpoint_id = :endpoint_id AND state = 'pending' AND next_at <= :now
@@ -80,25 +81,27 @@ FROM (
 );
 
 -- claim_lease --
--- The lease is next_at itself: a row whose worker died becomes due when it ends.
+-- :ids is a JSON array of row ids. The lease is next_at itself: a row whose
+-- worker died becomes due when it ends.
 UPDATE deliveries SET lease_owner = :owner, next_at = :now + :lease
-WHERE id IN (SELECT j.value ->> 0 FROM json_each(:picked) AS j);
+WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- settle_delivered --
--- :rows is a JSON array of [id, version]; a row replaced in flight stays pending.
+-- :rows is a JSON object {"id": version}: json_each hands out each row's
+-- id and version as they are, where an array per row would be parsed again
+-- for each field. A row replaced in flight stays pending.
 UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, settled_at = :now,
     lease_owner = NULL, last_error = NULL
 FROM json_each(:rows) AS j
-WHERE deliveries.id = j.value ->> 0 AND deliveries.version = j.value ->> 1
+WHERE deliveries.id = CAST(j.key AS INTEGER) AND deliveries.version = j.value
   AND deliveries.lease_owner = :owner;
 
 -- settle_replaced --
--- :rows is a JSON array of [id, ...] of every row of the document. Those
--- still leased were replaced by a newer state while in flight: the older
--- state's push does not count against the newer one, pushed next, at once.
+-- :ids is a JSON array of the ids of every row of the document. Those still
+-- leased were replaced by a newer state while in flight: the older state's
+-- push does not count against the newer one, pushed next, at once.
 UPDATE deliveries SET lease_owner = NULL, next_at = :now
-FROM json_each(:rows) AS j
-WHERE deliveries.id = j.value ->> 0 AND deliveries.lease_owner = :owner;
+WHERE id IN (SELECT value FROM json_each(:ids)) AND lease_owner = :owner;
 
 -- record_attempts --
 -- :rows is a JSON array of [id, attempts, error, delay or null, version].
