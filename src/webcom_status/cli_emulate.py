@@ -12,6 +12,7 @@ import click
 
 from webcom_status import config
 from webcom_status._cli_common import option, print_json, retry_options, retry_policy
+from webcom_status._runtime import tune_for_throughput
 from webcom_status.errors import ConfigError, WebcomStatusError
 from webcom_status.model import Flavour
 from webcom_status.sender.emulator import (
@@ -201,6 +202,7 @@ def _run(settings: EmulationOptions) -> Report:
             loop.add_signal_handler(sig, emulation.interrupt)
         return await emulation.run()
 
+    tune_for_throughput()
     try:
         return asyncio.run(run())
     except ConfigError as exc:

@@ -18,6 +18,7 @@ import click
 
 from webcom_status import config
 from webcom_status._cli_common import db_option, option, print_json, retry_options, retry_policy
+from webcom_status._runtime import tune_for_throughput
 from webcom_status.errors import ConfigError, InvalidOutgoing, StorageError, WebcomStatusError
 from webcom_status.protocol import Outgoing
 from webcom_status.sender import ingest
@@ -101,6 +102,7 @@ def dispatch(db: str, attempts: int, retry_schedule: str, **options: Any) -> Non
         finally:
             await outbox.close()
 
+    tune_for_throughput()
     try:
         run_loop(run())
     except ConfigError as exc:

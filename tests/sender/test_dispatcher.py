@@ -392,6 +392,30 @@ async def test_a_hanging_endpoint_does_not_delay_a_healthy_one(
     assert (await outbox.attempts(stuck_rows[0].id))[0].error.startswith("no answer within")
 
 
+async def test_an_endpoint_gets_its_concurrency_in_documents_at_once_and_never_more(
+    outbox: Outbox, receivers: Callable[..., FaultyReceiver]
+) -> None:
+    """A held receiver sees exactly ``concurrency`` documents arrive, each of
+    ``batch_size`` states; released, it gets the rest, never more at a time."""
+    receiver = receivers()
+    receiver.hold(True)
+    await outbox.add_endpoint("a", endpoint(receiver, batch_size=10, concurrency=4))
+    await outbox.enqueue("a", states(range(1, 101)))
+    async with dispatching(outbox):
+        await until(lambda: len(receiver.records()) == 4)
+        await asyncio.sleep(0.2)  # room for a fifth document, which must not come
+        held = receiver.records()
+        assert [len(r.states) for r in held] == [10] * 4
+        receiver.hold(False)
+        rows = await settled(outbox, "a")
+    assert by_state(rows)[DELIVERED] == set(range(1, 101))
+    records = receiver.records()
+    assert pushes_per_id(records) == dict.fromkeys(range(1, 101), 1)
+    spans = [(r.received_at, r.answered_at) for r in records]
+    for at, _ in spans:
+        assert sum(1 for start, end in spans if start <= at and (end is None or end > at)) <= 4
+
+
 async def test_an_endpoint_failing_for_pause_after_is_paused_then_resumed(
     sqlite_outbox: Outbox, receivers: Callable[..., FaultyReceiver]
 ) -> None:

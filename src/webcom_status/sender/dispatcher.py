@@ -137,22 +137,29 @@ class _EndpointRunner:
         dispatcher = self.dispatcher
         settings = self.endpoint.settings
         while self.in_flight < settings.concurrency and not self.paused and not dispatcher.stopping:
+            # One claim fills every free slot: a claim waits for the writer
+            # (a commit), and claiming one document at a time would leave the
+            # slots empty meanwhile. Under a rate limit a document may only
+            # wait its turn for so long within its lease: one at a time then.
+            free = settings.concurrency - self.in_flight
+            documents = 1 if settings.rate_limit is not None else free
+            limit = documents * settings.batch_size
             owner = dispatcher.next_owner()
             try:
-                batch = await dispatcher.outbox.claim(
-                    self.endpoint.id, owner, settings.batch_size, dispatcher.lease(self.endpoint)
+                claimed = await dispatcher.outbox.claim(
+                    self.endpoint.id, owner, limit, dispatcher.lease(self.endpoint)
                 )
             except StorageError as exc:
                 log.error("claiming work for %s failed: %s", self.endpoint.name, exc)
                 self.more = False
                 return
-            self.more = len(batch) == settings.batch_size
-            if not batch:
-                return
-            self.in_flight += 1
-            task = asyncio.create_task(self._push(owner, batch))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self.more = len(claimed) == limit
+            for start in range(0, len(claimed), settings.batch_size):
+                self.in_flight += 1
+                batch = claimed[start : start + settings.batch_size]
+                task = asyncio.create_task(self._push(owner, batch))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
             if not self.more:
                 return
 
