@@ -22,6 +22,8 @@ def parse_id(raw: object) -> int:
         value = int(raw)  # the common case: plain digits, below 10**18
         if value > 0:
             return value
+    elif type(raw) is int and 0 < raw <= MAX_ID_SMS:
+        return raw  # the sender's library callers pass integers
     return _parse_id_slowly(raw)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC
+from functools import lru_cache
 from typing import Protocol
 
 from webcom_status.errors import InvalidOutgoing
@@ -115,35 +116,67 @@ def sort_key(state: Outgoing) -> str:
     status under the same order, so that a state that changes a channel only
     is not taken for a repeat.
     """
-    utc = parse_time(state.time, UTC)
-    keys = [Mark(state.status, state.time, utc).text_key]
-    for channel in (state.sms, state.viber):
-        keys.append("" if channel is None else Mark(channel, state.time, utc).text_key)
+    return _key(state.status, state.time, state.sms, state.viber)
+
+
+def _key(status: str, time: str, sms: str | None, viber: str | None) -> str:
+    utc = parse_time(time, UTC)
+    keys = [Mark(status, time, utc).text_key]
+    for channel in (sms, viber):
+        keys.append("" if channel is None else Mark(channel, time, utc).text_key)
     return "\x02".join(keys)
+
+
+# A state's fields but its id_sms, checked, and its sort key.
+_Checked = tuple[str, str, str | None, str | None, str]
+
+
+@lru_cache(maxsize=4096)
+def _checked(status: object, time: str, sms: object, viber: object) -> _Checked:
+    # Outboxes see a handful of statuses and a time per second: most states
+    # repeat the fields of one already checked, and share its sort key.
+    checked_status = parse_status(status, "state")
+    parse_time(time, UTC)
+    checked_sms = parse_channel(sms, "sms")
+    checked_viber = parse_channel(viber, "viber")
+    text = time.strip()
+    return (
+        checked_status,
+        text,
+        checked_sms,
+        checked_viber,
+        _key(checked_status, text, checked_sms, checked_viber),
+    )
+
+
+def _row(state: Outgoing) -> Row:
+    """``state`` checked, as a row to enqueue; or ``InvalidOutgoing`` saying why not."""
+    time = state.time
+    if not isinstance(time, str):
+        raise InvalidOutgoing(f"id_sms {state.id_sms!r}: time is not a string: {time!r}")
+    fields = (state.status, time, state.sms, state.viber)
+    try:
+        id_sms = parse_id(state.id_sms)
+        if all(f is None or type(f) is str for f in fields):
+            checked = _checked(*fields)
+        else:  # not hashable, perhaps: let the checks say what is wrong
+            checked = _checked.__wrapped__(*fields)
+    except InvalidState as exc:
+        raise InvalidOutgoing(f"id_sms {state.id_sms!r}: {exc}") from None
+    return (id_sms, *checked)
 
 
 def check(state: Outgoing) -> Outgoing:
     """``state`` as the provider would push it, or ``InvalidOutgoing`` saying why not."""
-    if not isinstance(state.time, str):
-        raise InvalidOutgoing(f"id_sms {state.id_sms!r}: time is not a string: {state.time!r}")
-    try:
-        id_sms = parse_id(state.id_sms)
-        status = parse_status(state.status, "state")
-        parse_time(state.time, UTC)
-        sms = parse_channel(state.sms, "sms")
-        viber = parse_channel(state.viber, "viber")
-    except InvalidState as exc:
-        raise InvalidOutgoing(f"id_sms {state.id_sms!r}: {exc}") from None
-    return Outgoing(id_sms, status, state.time.strip(), sms, viber)
+    return Outgoing(*_row(state)[:5])
 
 
 def rows(states: Iterable[Outgoing]) -> list[Row]:
     """The rows to enqueue: every state checked, one per id_sms (the latest under the rules)."""
     best: dict[int, Row] = {}
-    for given in states:
-        state = check(given)
-        row = (state.id_sms, state.status, state.time, state.sms, state.viber, sort_key(state))
-        held = best.get(state.id_sms)
+    for state in states:
+        row = _row(state)
+        held = best.get(row[0])
         if held is None or row[5] > held[5]:
-            best[state.id_sms] = row
+            best[row[0]] = row
     return list(best.values())

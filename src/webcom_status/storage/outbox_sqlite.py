@@ -20,7 +20,7 @@ from webcom_status.sender.model import (
     Settlement,
     Tally,
 )
-from webcom_status.sender.outbox import rows
+from webcom_status.sender.outbox import Row, rows
 from webcom_status.storage._outbox_rows import (
     claimed_from_row,
     delivery_from_row,
@@ -31,6 +31,8 @@ from webcom_status.storage._queries import load_queries
 from webcom_status.storage.sqlite import SqliteStorage
 
 Q = load_queries("sqlite", "outbox")
+# Ids per group, on average, from which one statement per group beats one for all.
+ROWS_PER_GROUP = 8
 
 
 def settlement_rows(settlement: Settlement) -> tuple[str, str]:
@@ -45,6 +47,32 @@ def settlement_rows(settlement: Settlement) -> tuple[str, str]:
         ]
     )
     return delivered, failed.decode()
+
+
+def enqueue_statements(checked: list[Row]) -> list[tuple[str, dict[str, object]]]:
+    """The statements that enqueue ``checked``: one per group of ids sharing their fields.
+
+    When the groups are too small for that to pay, one statement for all.
+    """
+    groups: dict[tuple[str, str, str | None, str | None, str], list[int]] = {}
+    for id_sms, status, time_raw, sms, viber, key in checked:
+        groups.setdefault((status, time_raw, sms, viber, key), []).append(id_sms)
+    if len(groups) * ROWS_PER_GROUP > len(checked):
+        return [(Q["enqueue"], {"rows": orjson.dumps(checked).decode()})]
+    return [
+        (
+            Q["enqueue_group"],
+            {
+                "ids": orjson.dumps(ids).decode(),
+                "status": status,
+                "time_raw": time_raw,
+                "sms": sms,
+                "viber": viber,
+                "sort_key": key,
+            },
+        )
+        for (status, time_raw, sms, viber, key), ids in groups.items()
+    ]
 
 
 class SqliteOutbox:
@@ -105,12 +133,16 @@ class SqliteOutbox:
         return endpoint_from_row(row)
 
     async def enqueue(self, endpoint: str, states: Sequence[Outgoing]) -> int:
-        payload = orjson.dumps(rows(states)).decode()
+        statements = enqueue_statements(rows(states))
         target = await self.endpoint(endpoint)
-        params = {"endpoint_id": target.id, "rows": payload}
-        return await self.storage.write(
-            lambda conn: conn.execute(Q["enqueue"], params | {"now": time.time()}).rowcount
-        )
+
+        def insert(conn: sqlite3.Connection) -> int:
+            common = {"endpoint_id": target.id, "now": time.time()}
+            return sum(
+                conn.execute(query, params | common).rowcount for query, params in statements
+            )
+
+        return await self.storage.write(insert)
 
     async def due(self) -> dict[int, float]:
         found = await self.storage.read(lambda conn: conn.execute(Q["due"]).fetchall())

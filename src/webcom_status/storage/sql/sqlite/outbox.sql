@@ -55,6 +55,22 @@ ON CONFLICT (endpoint_id, id_sms) WHERE state = 'pending' DO UPDATE SET
     round = round + 1, attempts = 0
 WHERE excluded.sort_key > sort_key;
 
+-- enqueue_group --
+-- The same, for ids that share every other field: :ids is a JSON array of
+-- id_sms. json_each hands each id out as it is, where enqueue parses each
+-- row's array again for each field: half the cost when states repeat their
+-- status and time, as a provider's do.
+INSERT INTO deliveries (endpoint_id, id_sms, status, time_raw, sms, viber, sort_key,
+                        next_at, enqueued_at)
+SELECT :endpoint_id, j.value, :status, :time_raw, :sms, :viber, :sort_key, :now, :now
+FROM json_each(:ids) AS j
+WHERE true
+ON CONFLICT (endpoint_id, id_sms) WHERE state = 'pending' DO UPDATE SET
+    status = excluded.status, time_raw = excluded.time_raw, sms = excluded.sms,
+    viber = excluded.viber, sort_key = excluded.sort_key, version = version + 1,
+    round = round + 1, attempts = 0
+WHERE excluded.sort_key > sort_key;
+
 -- due --
 -- One index seek per endpoint (deliveries_due), however long the queue.
 SELECT e.id, (
