@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import NamedTuple
 from xml.sax.saxutils import escape, quoteattr
 
@@ -64,13 +65,20 @@ def _attr(value: str) -> str:
 
 
 def _state_xml(state: Outgoing) -> str:
-    attributes = f'id_sms="{state.id_sms:d}" time={_attr(state.time)}'
-    if state.sms is not None:
-        attributes += f" sms={_attr(state.sms)}"
-    if state.viber is not None:
-        attributes += f" viber={_attr(state.viber)}"
-    status = state.status if _SPECIAL.search(state.status) is None else escape(state.status)
-    return f"<state {attributes}>{status}</state>"
+    return f'\n  <state id_sms="{state.id_sms:d}"{_xml_tail(*state[1:])}'
+
+
+@lru_cache(maxsize=4096)
+def _xml_tail(status: str, time: str, sms: str | None, viber: str | None) -> str:
+    # Everything of a <state> but its id_sms: pushes repeat a handful of
+    # statuses and a time per second, so most states reuse one made already.
+    attributes = f" time={_attr(time)}"
+    if sms is not None:
+        attributes += f" sms={_attr(sms)}"
+    if viber is not None:
+        attributes += f" viber={_attr(viber)}"
+    text = status if _SPECIAL.search(status) is None else escape(status)
+    return f"{attributes}>{text}</state>"
 
 
 def _state_json(state: Outgoing) -> dict[str, object]:
@@ -86,7 +94,7 @@ def build_push(states: Iterable[Outgoing], flavour: Flavour, root: str = "respon
     """The document the provider POSTs: the page's XML shape, or the JSON array."""
     if flavour is Flavour.JSON:
         return orjson.dumps([_state_json(s) for s in states])
-    body = "".join(f"\n  {_state_xml(s)}" for s in states)
+    body = "".join(map(_state_xml, states))
     return XML_DECLARATION + f"<{root}>{body}\n</{root}>\n".encode()
 
 
