@@ -204,11 +204,15 @@ WHERE d.state = 'dead'
   AND (%(delivery_id)s::bigint IS NULL OR d.id = %(delivery_id)s::bigint)
   AND (%(endpoint_id)s::bigint IS NULL OR d.endpoint_id = %(endpoint_id)s::bigint)
   AND (%(since)s::double precision IS NULL OR d.settled_at >= %(since)s::double precision)
+  -- Two subqueries, each naming its state, so that each reads its partial index.
   AND NOT EXISTS (
       SELECT 1 FROM deliveries AS o
-      WHERE o.endpoint_id = d.endpoint_id AND o.id_sms = d.id_sms
-        AND (o.state = 'pending'
-             OR (o.state = 'dead' AND (o.sort_key, o.id) > (d.sort_key, d.id)))
+      WHERE o.endpoint_id = d.endpoint_id AND o.id_sms = d.id_sms AND o.state = 'pending'
+  )
+  AND NOT EXISTS (
+      SELECT 1 FROM deliveries AS o
+      WHERE o.endpoint_id = d.endpoint_id AND o.id_sms = d.id_sms AND o.state = 'dead'
+        AND (o.sort_key, o.id) > (d.sort_key, d.id)
   );
 
 -- tally --

@@ -176,11 +176,15 @@ WHERE state = 'dead'
   AND (:delivery_id IS NULL OR id = :delivery_id)
   AND (:endpoint_id IS NULL OR endpoint_id = :endpoint_id)
   AND (:since IS NULL OR settled_at >= :since)
+  -- Two subqueries, each naming its state, so that each reads its partial index.
   AND NOT EXISTS (
       SELECT 1 FROM deliveries AS o
-      WHERE o.endpoint_id = deliveries.endpoint_id AND o.id_sms = deliveries.id_sms
-        AND (o.state = 'pending'
-             OR (o.state = 'dead' AND (o.sort_key, o.id) > (deliveries.sort_key, deliveries.id)))
+      WHERE o.endpoint_id = deliveries.endpoint_id AND o.id_sms = deliveries.id_sms AND o.state = 'pending'
+  )
+  AND NOT EXISTS (
+      SELECT 1 FROM deliveries AS o
+      WHERE o.endpoint_id = deliveries.endpoint_id AND o.id_sms = deliveries.id_sms AND o.state = 'dead'
+        AND (o.sort_key, o.id) > (deliveries.sort_key, deliveries.id)
   );
 
 -- tally --

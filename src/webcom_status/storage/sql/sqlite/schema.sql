@@ -151,8 +151,8 @@ CREATE UNIQUE INDEX deliveries_pending ON deliveries (endpoint_id, id_sms)
     WHERE state = 'pending';
 -- (endpoint, next_at, id): a claim's whole ORDER BY, read in index order.
 CREATE INDEX deliveries_due ON deliveries (endpoint_id, next_at, id) WHERE state = 'pending';
--- redeliver: the other rows of an id_sms; never changed once inserted.
-CREATE INDEX deliveries_id_sms ON deliveries (endpoint_id, id_sms);
+-- redeliver: dead rows and the other dead rows of their id_sms.
+CREATE INDEX deliveries_dead ON deliveries (endpoint_id, id_sms) WHERE state = 'dead';
 
 -- Why each failed attempt failed: the dead-letter list shows them all.
 CREATE TABLE delivery_attempts (
