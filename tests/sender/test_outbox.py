@@ -527,6 +527,34 @@ async def test_failures_count_up_then_the_row_is_dead(outbox: Outbox) -> None:
     assert await outbox.tally() == [Tally("a", 0, 0, 1)]
 
 
+async def test_documents_settled_at_once_are_each_recorded_by_their_owner(
+    outbox: Outbox,
+) -> None:
+    """Settlements arriving together (SQLite records them in one job): two documents
+    of one claim, one of another, a row replaced in flight, and a settlement by an
+    owner that holds none of its rows."""
+    await outbox.enqueue("a", [out(i) for i in range(1, 41)])
+    first = await take(outbox, "w1", limit=20)
+    second = await take(outbox, "w2", limit=20)
+    assert await outbox.enqueue("a", [out(5, "read", T2)]) == 1  # row 5 replaced in flight
+    await asyncio.gather(
+        settle(outbox, "w-stale", delivered=tuple(second[10:])),  # still w2's
+        settle(outbox, "w1", delivered=tuple(first[:10])),
+        settle(outbox, "w1", delivered=tuple(first[10:])),
+        settle(outbox, "w2", delivered=tuple(second[:10])),
+    )
+    rows = {d.state.id_sms: d for d in await outbox.deliveries()}
+    assert (rows[5].status, rows[5].attempts, rows[5].claimed) == (PENDING, 0, False)
+    assert rows[5].state == out(5, "read", T2)
+    held = {c.state.id_sms for c in second[10:]}
+    assert all((rows[i].status, rows[i].claimed) == (PENDING, True) for i in held)
+    done = set(rows) - held - {5}
+    assert all((rows[i].status, rows[i].attempts) == (DELIVERED, 1) for i in done)
+    assert await outbox.tally() == [Tally("a", 11, 29, 0)]
+    [again] = await take(outbox, "w3")
+    assert (again.state, again.version) == (out(5, "read", T2), 2)
+
+
 async def test_one_settlement_records_deliveries_and_failures_together(outbox: Outbox) -> None:
     await outbox.enqueue("a", [out(1), out(2), out(3)])
     one, two, three = await take(outbox)
