@@ -8,10 +8,12 @@ from urllib.parse import urlsplit
 from webcom_status.errors import ConfigError
 from webcom_status.sender.outbox import Outbox
 from webcom_status.storage.base import Storage
-from webcom_status.storage.outbox_postgres import PostgresOutbox
 from webcom_status.storage.outbox_sqlite import SqliteOutbox
-from webcom_status.storage.postgres import PostgresStorage
 from webcom_status.storage.sqlite import SqliteStorage
+
+# The PostgreSQL engine is imported when a PostgreSQL URL is opened: psycopg
+# takes a tenth of a second to import, which every command and every SQLite
+# deployment would otherwise pay at start.
 
 POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
 
@@ -43,6 +45,8 @@ async def open_storage(
             sqlite_path(url), busy_timeout_ms=busy_timeout_ms, synchronous=synchronous
         )
     if scheme in POSTGRES_SCHEMES:
+        from webcom_status.storage.postgres import PostgresStorage  # noqa: PLC0415 - see above
+
         return await PostgresStorage.open(url, pool_size=pool_size)
     raise ConfigError(
         f"unsupported database URL {url!r}: use sqlite:///path/to/file.db "
@@ -54,6 +58,9 @@ def outbox_for(storage: Storage) -> Outbox:
     """The sender's outbox in the database of ``storage``, sharing its connections."""
     if isinstance(storage, SqliteStorage):
         return SqliteOutbox(storage)
+    from webcom_status.storage.outbox_postgres import PostgresOutbox  # noqa: PLC0415 - see above
+    from webcom_status.storage.postgres import PostgresStorage  # noqa: PLC0415 - see above
+
     if isinstance(storage, PostgresStorage):
         return PostgresOutbox(storage)
     raise ConfigError(f"no outbox for {type(storage).__name__}")

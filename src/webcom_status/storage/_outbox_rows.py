@@ -8,6 +8,8 @@ from webcom_status.model import Flavour
 from webcom_status.protocol import Outgoing
 from webcom_status.sender.model import Claimed, Delivery, DeliveryState, Endpoint, EndpointSettings
 
+_tuple = tuple.__new__
+
 
 def endpoint_params(name: str, settings: EndpointSettings) -> dict[str, object]:
     """The named parameters of ``insert_endpoint`` and ``update_endpoint``."""
@@ -59,5 +61,9 @@ def delivery_from_row(row: Any) -> Delivery:
 
 
 def claimed_from_row(row: Any) -> Claimed:
-    """A :class:`Claimed` from the columns ``claim`` returns."""
-    return Claimed(row[0], row[1], row[2], Outgoing(row[3], row[4], row[5], row[6], row[7]))
+    """A :class:`Claimed` from the columns ``claim`` returns.
+
+    Built with ``tuple.__new__``, as ``_make`` does: a named tuple's own
+    ``__new__`` is Python code, and a claim makes two tuples per state.
+    """
+    return _tuple(Claimed, (row[0], row[1], row[2], _tuple(Outgoing, row[3:8])))
