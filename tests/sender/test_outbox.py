@@ -6,8 +6,8 @@ under a lease, oldest first, and settled (delivered, retried later, or dead)
 only by the worker that still holds them; an endpoint failing for long
 enough is paused; dead letters are put back for a new round of attempts.
 Every test runs on SQLite and on PostgreSQL (a fresh database each); the
-last ones are about PostgreSQL only: several workers sharing one database,
-lost connections, and the database's collation.
+last ones are about several workers sharing one database (on both engines),
+then PostgreSQL only: lost connections, and the database's collation.
 """
 
 from __future__ import annotations
@@ -761,7 +761,8 @@ async def test_deliveries_are_filtered_and_paged(outbox: Outbox) -> None:
     assert await outbox.deliveries(after_id=ids[-1]) == []
 
 
-# PostgreSQL only: workers on several hosts share one database.
+# Several workers share one database: processes on one host (SQLite), or on
+# several hosts (PostgreSQL).
 
 
 @pytest.fixture
@@ -770,9 +771,10 @@ def pg_url(postgres_databases: PostgresDatabases) -> str:
     return postgres_databases.new()
 
 
-async def test_concurrent_claimers_never_share_a_leased_row(pg_url: str) -> None:
-    """Two outboxes on one database (two processes' worth of pools), four claims at a time."""
-    first, second = await open_outbox(pg_url), await open_outbox(pg_url)
+async def test_concurrent_claimers_never_share_a_leased_row(db_url: str) -> None:
+    """Two outboxes on one database (two processes' worth of pools or writer threads),
+    four claims at a time."""
+    first, second = await open_outbox(db_url), await open_outbox(db_url)
     try:
         await first.add_endpoint("a", SETTINGS)
         target = await endpoint_id(first)
@@ -807,10 +809,10 @@ async def test_concurrent_claimers_never_share_a_leased_row(pg_url: str) -> None
         await second.close()
 
 
-async def test_concurrent_claim_and_settle_deliver_each_row_once(pg_url: str) -> None:
+async def test_concurrent_claim_and_settle_deliver_each_row_once(db_url: str) -> None:
     """Workers claiming with a short lease and settling what they hold: every row is
     delivered exactly once, and no worker holds a row another holds under a live lease."""
-    outboxes = [await open_outbox(pg_url), await open_outbox(pg_url)]
+    outboxes = [await open_outbox(db_url), await open_outbox(db_url)]
     try:
         await outboxes[0].add_endpoint("a", SETTINGS)
         target = await endpoint_id(outboxes[0])
