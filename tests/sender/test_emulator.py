@@ -23,10 +23,13 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
+from tqdm import tqdm
 
 from tests.conftest import ServerProcess
+from tests.sender.faulty import Behaviour, FaultyReceiver
 from webcom_status.protocol import Finding, Outgoing, answer, content_type, parse_push, parse_time
 from webcom_status.rules import DELIVER, EXPIRED, NOT_DELIVER, PARTLY_DELIVER, READ, SEND
+from webcom_status.sender.dispatcher import Dispatcher, DispatchSettings, PushReport
 from webcom_status.sender.emulator import (
     MIX,
     Extra,
@@ -34,6 +37,7 @@ from webcom_status.sender.emulator import (
     Lifecycle,
     Report,
     Violations,
+    _Ledger,
     default_first_id,
     expected_final,
     format_report,
@@ -43,6 +47,7 @@ from webcom_status.sender.emulator import (
 )
 from webcom_status.sender.model import EndpointSettings, Tally
 from webcom_status.sender.outbox import sort_key
+from webcom_status.sender.retry import RetryPolicy
 from webcom_status.storage import open_outbox
 
 SEED = 11
@@ -501,3 +506,48 @@ def test_an_outbox_with_other_work_is_refused(tmp_path: Path) -> None:
     result = emulate("--url", "http://127.0.0.1:9/webhook", "--db", url, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert "has states waiting for billing" in result.stderr.replace("\n", " ")
+
+
+async def test_a_row_replaced_while_its_last_push_fails_is_not_counted_dead(
+    tmp_path: Path,
+) -> None:
+    """The ledger follows the real dispatcher: state A's only push is held, then
+    fails (500) after a later state B replaced A's row; B's push is acknowledged.
+    A is superseded and B acknowledged: nothing died, though A's push used its
+    last attempt."""
+    receiver = FaultyReceiver(Behaviour("fail_first", failures=1)).start()
+    receiver.hold(True)
+    outbox = await open_outbox(f"sqlite:///{tmp_path / 'outbox.db'}")
+    ledger = _Ledger(tqdm(disable=True))
+    settings = DispatchSettings(
+        retry=RetryPolicy(attempts=1, schedule=(0,)), linger=0.0, poll=0.02, pause_after=None
+    )
+
+    def observe(report: PushReport) -> None:
+        ledger.pushed(report)
+
+    dispatcher = Dispatcher(outbox, settings, observer=observe)
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        await outbox.add_endpoint("a", EndpointSettings(url=receiver.url + "/hook"))
+        first = Outgoing(7, DELIVER, "2026-11-27 10:00:00")
+        later = Outgoing(7, READ, "2026-11-27 10:05:00")
+        await outbox.enqueue("a", [first])
+        ledger.enqueued([first])
+        async with asyncio.timeout(30):
+            while not receiver.records():
+                await asyncio.sleep(0.01)
+        await outbox.enqueue("a", [later])  # replaces the row while its push is held
+        ledger.enqueued([later])
+        receiver.hold(False)
+        async with asyncio.timeout(30):
+            while ledger.unsettled:
+                await asyncio.sleep(0.01)
+    finally:
+        dispatcher.stop()
+        await task
+        await outbox.close()
+        receiver.stop()
+    pushed = [(r.http_status, [s.status for s in r.states]) for r in receiver.records()]
+    assert pushed == [(500, [DELIVER]), (200, [READ])]
+    assert (ledger.dead, ledger.acknowledged, ledger.superseded) == (0, 2, 1)

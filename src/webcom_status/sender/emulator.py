@@ -14,7 +14,9 @@ row's state (even while the row is in flight). So a state is settled when
 - the state pushed for its ``id_sms`` is acknowledged and is the same or a
   later one (a state replaced before it was pushed is *superseded*: the
   receiver got a later state that outranks it);
-- or the row holding it becomes a dead letter (every attempt failed).
+- or the row holding it becomes a dead letter (every attempt failed). A push
+  that used the last attempt kills no row that a later state replaced while
+  it was in flight: that row lives on with a new round.
 
 The dispatcher reports a push only after its outcome is committed, and
 SQLite's one writer commits and answers in order, so the ledger sees
@@ -557,6 +559,10 @@ class _Ledger:
                 self.superseded += sum(1 for k in done if k < pushed_key)
                 left = [k for k in keys or () if k > pushed_key]
             elif id_sms in report.dead_ids:
+                if any(k > sort_key(claimed.state) for k in keys or ()):
+                    # A later state replaced the row while this push failed:
+                    # the row lives on, with a new round of attempts.
+                    continue
                 # The row is a dead letter, with every state merged into it.
                 done, left = list(keys or ()), []
                 self.dead += len(done)
