@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,8 +28,11 @@ def state(id_sms: int) -> State:
     )
 
 
-def hold_lock(path: Path, seconds: float, taken: threading.Event) -> threading.Thread:
-    """A thread that holds the write lock on ``path`` for ``seconds``, as another process would."""
+@contextlib.asynccontextmanager
+async def lock_held(path: Path, seconds: float) -> AsyncIterator[None]:
+    """Another connection takes the write lock on ``path`` for ``seconds``, as another
+    process would; the block runs once it holds the lock, and ends after its release."""
+    taken = threading.Event()
 
     def run() -> None:
         with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
@@ -39,18 +43,19 @@ def hold_lock(path: Path, seconds: float, taken: threading.Event) -> threading.T
 
     thread = threading.Thread(target=run)
     thread.start()
-    return thread
+    try:
+        await asyncio.to_thread(taken.wait)
+        yield
+    finally:
+        await asyncio.to_thread(thread.join)
 
 
 async def test_a_write_waits_for_a_lock_held_less_than_the_busy_timeout(tmp_path: Path) -> None:
     path = tmp_path / "lock.db"
     storage = await SqliteStorage.open(path, busy_timeout_ms=5000)
     try:
-        taken = threading.Event()
-        holder = hold_lock(path, HELD, taken)
-        await asyncio.to_thread(taken.wait)
-        await storage.store([state(1)], [])
-        await asyncio.to_thread(holder.join)
+        async with lock_held(path, HELD):
+            await storage.store([state(1)], [])
         message = await storage.message(1)
         assert message is not None
         assert message.status == "deliver"
@@ -64,12 +69,9 @@ async def test_a_lock_held_past_the_busy_timeout_fails_the_write_and_stores_noth
     path = tmp_path / "lock.db"
     storage = await SqliteStorage.open(path, busy_timeout_ms=50)
     try:
-        taken = threading.Event()
-        holder = hold_lock(path, HELD, taken)
-        await asyncio.to_thread(taken.wait)
-        with pytest.raises(StorageError, match="locked"):
-            await storage.store([state(1)], [])
-        await asyncio.to_thread(holder.join)
+        async with lock_held(path, HELD):
+            with pytest.raises(StorageError, match="locked"):
+                await storage.store([state(1)], [])
         assert await storage.message(1) is None
         # The lock is free again: the next write goes through.
         await storage.store([state(2)], [])
