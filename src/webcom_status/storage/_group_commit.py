@@ -36,9 +36,9 @@ _STOP = object()
 log = logging.getLogger(__name__)
 SQLITE_BUSY = 5
 # How long the writer sleeps between two tries at a write lock another
-# process holds: short at first, so that the lock is taken soon after it is
-# free, rather than after SQLite's own busy handler's 1, 2, 5, 10... ms.
-_LOCK_WAITS = (0.0001,)
+# process holds: short, so that the lock is taken soon after it comes free,
+# not after SQLite's own busy handler's 1, 2, 5, 10... ms sleeps.
+LOCK_RETRY = 0.0001  # seconds
 
 
 def now_text() -> str:
@@ -173,15 +173,13 @@ class GroupCommitter:
 
         def retried(indices: list[int]) -> list[Any]:
             deadline = time.monotonic() + self._lock_timeout
-            tries = 0
             while True:
                 try:
                     return commit(indices)
                 except sqlite3.OperationalError as exc:
                     if exc.sqlite_errorcode & 0xFF != SQLITE_BUSY or time.monotonic() > deadline:
                         raise
-                time.sleep(_LOCK_WAITS[min(tries, len(_LOCK_WAITS) - 1)])
-                tries += 1
+                time.sleep(LOCK_RETRY)
 
         return retried
 

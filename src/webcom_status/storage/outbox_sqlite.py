@@ -163,9 +163,6 @@ class SqliteOutbox:
     async def settle(self, settlement: Settlement) -> bool:
         delivered, failed = settlement_rows(settlement)
         owner = settlement.owner
-        every = orjson.dumps(
-            [row_id for row_id, _ in settlement.delivered] + [f.id for f in settlement.failures]
-        ).decode()
 
         def record(conn: sqlite3.Connection) -> bool:
             now = time.time()
@@ -181,7 +178,10 @@ class SqliteOutbox:
             # lost): settle_replaced releases it. Most documents have none,
             # and skip that statement.
             if settled < len(settlement.delivered) + len(settlement.failures):
-                conn.execute(Q["settle_replaced"], {"ids": every, "owner": owner, "now": now})
+                every = [row_id for row_id, _ in settlement.delivered]
+                every += [f.id for f in settlement.failures]
+                params = {"ids": orjson.dumps(every).decode(), "owner": owner, "now": now}
+                conn.execute(Q["settle_replaced"], params)
             if settlement.endpoint_ok:
                 conn.execute(Q["endpoint_ok"], (settlement.endpoint_id,))
                 return False
