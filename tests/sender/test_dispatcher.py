@@ -245,6 +245,22 @@ async def test_server_errors_are_retried_until_the_limit(
         assert errors == ["HTTP 500"] * failures
 
 
+async def dead_after_three_pushes(
+    outbox: Outbox, receiver: FaultyReceiver, **settings: Any
+) -> list[Delivery]:
+    """States 1-5 pushed to ``receiver`` until they die: three pushes each, no more.
+
+    ``settings`` override the endpoint's; the rows come back for their reasons.
+    """
+    await outbox.add_endpoint("a", endpoint(receiver, **settings))
+    await outbox.enqueue("a", states(range(1, 6)))
+    async with dispatching(outbox):
+        rows = await settled(outbox, "a")
+    assert by_state(rows)[DEAD] == set(range(1, 6))
+    assert pushes_per_id(receiver.records()) == dict.fromkeys(range(1, 6), 3)
+    return rows
+
+
 async def test_a_hanging_receiver_times_out_and_its_states_die_after_three_pushes(
     sqlite_outbox: Outbox, receivers: Callable[..., FaultyReceiver]
 ) -> None:
@@ -252,15 +268,9 @@ async def test_a_hanging_receiver_times_out_and_its_states_die_after_three_pushe
     goes away), three pushes in all, then dead with a timeout as the reason."""
     outbox = sqlite_outbox
     receiver = receivers(Behaviour("hang"))
-    await outbox.add_endpoint("a", endpoint(receiver, connect_timeout=0.5, read_timeout=0.3))
-    await outbox.enqueue("a", states(range(1, 6)))
-    async with dispatching(outbox):
-        rows = await settled(outbox, "a")
-    assert by_state(rows)[DEAD] == set(range(1, 6))
-    records = receiver.records()
-    assert pushes_per_id(records) == dict.fromkeys(range(1, 6), 3)
+    rows = await dead_after_three_pushes(outbox, receiver, connect_timeout=0.5, read_timeout=0.3)
     await until(lambda: all(r.gone_at is not None for r in receiver.records()))
-    assert not answered(records)
+    assert not answered(receiver.records())
     for row in rows:
         errors = [a.error for a in await outbox.attempts(row.id)]
         assert len(errors) == 3
@@ -272,13 +282,7 @@ async def test_a_garbage_answer_is_a_failed_push(
 ) -> None:
     """200 with bytes that are not XML acknowledges nothing: three pushes, then dead."""
     outbox = sqlite_outbox
-    receiver = receivers(Behaviour("garbage"))
-    await outbox.add_endpoint("a", endpoint(receiver))
-    await outbox.enqueue("a", states(range(1, 6)))
-    async with dispatching(outbox):
-        rows = await settled(outbox, "a")
-    assert by_state(rows)[DEAD] == set(range(1, 6))
-    assert pushes_per_id(receiver.records()) == dict.fromkeys(range(1, 6), 3)
+    rows = await dead_after_three_pushes(outbox, receivers(Behaviour("garbage")))
     for row in rows:
         errors = [a.error for a in await outbox.attempts(row.id)]
         assert len(errors) == 3
@@ -292,13 +296,7 @@ async def test_a_non_2xx_answer_listing_the_ids_acknowledges_nothing(
     """302 with a body echoing every id: not followed, not read as an acknowledgement;
     each attempt is one request, and the states end dead with the status as reason."""
     outbox = sqlite_outbox
-    receiver = receivers(Behaviour("redirect"))
-    await outbox.add_endpoint("a", endpoint(receiver))
-    await outbox.enqueue("a", states(range(1, 6)))
-    async with dispatching(outbox):
-        rows = await settled(outbox, "a")
-    assert by_state(rows)[DEAD] == set(range(1, 6))
-    assert pushes_per_id(receiver.records()) == dict.fromkeys(range(1, 6), 3)
+    rows = await dead_after_three_pushes(outbox, receivers(Behaviour("redirect")))
     for row in rows:
         assert [a.error for a in await outbox.attempts(row.id)] == ["HTTP 302"] * 3
 
