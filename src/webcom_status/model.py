@@ -52,9 +52,11 @@ class Reject:
     remote: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Push:
-    """A parsed document: the good states, the rejected ones, and the answer to give."""
+class Push(NamedTuple):
+    """A parsed document: the good states, the rejected ones, and the answer to give.
+
+    A named tuple, as :class:`State` is: one is built for every request.
+    """
 
     flavour: Flavour
     states: tuple[State, ...]

@@ -21,7 +21,12 @@ from webcom_status import rules
 from webcom_status.errors import PushRejected
 from webcom_status.model import Flavour, Push
 from webcom_status.protocol import answer, detect, error, parse_push
-from webcom_status.protocol._fields import InvalidState, parse_id
+from webcom_status.protocol._fields import (
+    InvalidState,
+    build_state,
+    build_state_slowly,
+    parse_id,
+)
 
 MSK = ZoneInfo("Europe/Moscow")
 # Characters XML 1.0 allows; tab and newline stay in, so control-character rejects happen.
@@ -181,3 +186,28 @@ def test_answer_echoes_acknowledged_ids_once(body: bytes) -> None:
     else:
         echoed = [item["id_sms"] for item in orjson.loads(document)]
     assert echoed == list(push.acknowledge)
+
+
+def _built(build: object, fields: dict[str, object]) -> object:
+    """The state ``build`` makes of ``fields``, or the reason it refuses them."""
+    try:
+        return build(zone=MSK, **fields)  # type: ignore[operator]
+    except InvalidState as exc:
+        return str(exc)
+
+
+@given(
+    id_raw=ids.map(str),
+    status=st.one_of(st.none(), status_text, st.integers()),
+    sms=st.one_of(st.none(), status_text, st.sampled_from(["", "  ", "\t"])),
+    viber=st.one_of(st.none(), status_text, st.integers()),
+    time=st.one_of(st.none(), raw_times, st.integers()),
+)
+@settings(max_examples=400)
+def test_the_cached_path_builds_what_the_uncached_one_does(
+    id_raw: str, status: object, sms: object, viber: object, time: object
+) -> None:
+    fields = {"id_raw": id_raw, "status": status, "sms": sms, "viber": viber, "time": time}
+    cached = _built(build_state, fields)
+    assert cached == _built(build_state_slowly, fields)
+    assert cached == _built(build_state, fields)  # and again, from the cache

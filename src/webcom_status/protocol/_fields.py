@@ -10,6 +10,7 @@ from webcom_status.model import State
 
 MAX_ID_SMS = 2**63 - 1
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_tuple = tuple.__new__
 
 
 class InvalidState(ValueError):
@@ -105,6 +106,20 @@ def build_state(
     """One validated state, or :class:`InvalidState` saying what is wrong."""
     if time is None:
         time = ""
+    if type(status) is str and type(time) is str and _text_or_none(sms) and _text_or_none(viber):
+        # The usual push: text fields, checked once per distinct combination.
+        # Built with tuple.__new__, as a named tuple's _make does: its own
+        # __new__ is Python code.
+        return _tuple(State, (parse_id(id_raw), *_checked(status, sms, viber, time, zone)))
+    return build_state_slowly(id_raw, status=status, sms=sms, viber=viber, time=time, zone=zone)
+
+
+def build_state_slowly(
+    id_raw: object, *, status: object, sms: object, viber: object, time: object, zone: tzinfo
+) -> State:
+    """:func:`build_state` without its cache: any field of any type, checked each time."""
+    if time is None:
+        time = ""
     if not isinstance(time, str):
         raise InvalidState(f"time is not a string: {time!r}")
     return State(
@@ -114,4 +129,22 @@ def build_state(
         viber=parse_channel(viber, "viber"),
         time_raw=time,
         time_utc=parse_time(time, zone),
+    )
+
+
+def _text_or_none(value: object) -> bool:
+    return value is None or type(value) is str
+
+
+@lru_cache(maxsize=4096)
+def _checked(
+    status: str, sms: str | None, viber: str | None, time: str, zone: tzinfo
+) -> tuple[str, str | None, str | None, str, datetime | None]:
+    """Every field of a state but its id, validated; in the order ``State`` has them."""
+    return (
+        parse_status(status, "status"),
+        parse_channel(sms, "sms"),
+        parse_channel(viber, "viber"),
+        time,
+        parse_time(time, zone),
     )

@@ -13,6 +13,7 @@ from webcom_status.protocol._xml import parse_xml
 
 _BOM = b"\xef\xbb\xbf"
 _WHITESPACE = b" \t\r\n"
+_tuple = tuple.__new__
 
 
 def detect(body: bytes) -> Flavour:
@@ -27,6 +28,8 @@ def acknowledged(states: list[State], rejects: list[Reject]) -> tuple[int, ...]:
     An id that also has a rejected state in the same document is not echoed,
     so the provider pushes it again rather than count the bad state received.
     """
+    if not rejects:
+        return tuple(dict.fromkeys([s.id_sms for s in states]))
     withheld = set()
     for reject in rejects:
         with contextlib.suppress(InvalidState):
@@ -37,11 +40,11 @@ def acknowledged(states: list[State], rejects: list[Reject]) -> tuple[int, ...]:
 
 def parse_push(body: bytes, zone: tzinfo) -> Push:
     """Parse a pushed document; :class:`PushRejected` refuses it as a whole."""
-    if not body.strip():
+    if not body or body.isspace():
         raise PushRejected("body is empty")
     flavour = detect(body)
     if flavour is Flavour.JSON:
         states, rejects = parse_json(body.removeprefix(_BOM), zone)
     else:
         states, rejects = parse_xml(body, zone)
-    return Push(flavour, tuple(states), tuple(rejects), acknowledged(states, rejects))
+    return _tuple(Push, (flavour, tuple(states), tuple(rejects), acknowledged(states, rejects)))
