@@ -78,7 +78,7 @@ def table(results: list[Result]) -> list[str]:
     ]
     for r in results:
         vs_hello = ratio(found, r, "hello") if r.server != "hello" else None
-        vs_base = ratio(found, r, "baseline") if r.server == "receiver" else None
+        vs_base = ratio(found, r, "baseline") if r.server in ("receiver", "parse-only") else None
         vs_sqlite = ratio(found, r, "receiver") if r.server.startswith("receiver-") else None
         lines.append(
             f"| {r.server} | {r.fsync} | {r.states} | {r.rps:,.0f} | {r.states_per_s:,.0f} "

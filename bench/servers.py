@@ -39,12 +39,17 @@ class Server:
     disk: bool = True
 
 
-def hello_argv(port: int, _db: Path) -> list[str]:
-    return [
-        sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH), "hello:app",
-        "--host", HOST, "--port", str(port), "--loop", "uvloop", "--http", "httptools",
-        "--no-access-log", "--log-level", "warning",
-    ]  # fmt: skip
+def uvicorn_argv(app: str) -> Callable[[int, Path], list[str]]:
+    """A raw ASGI app of this directory on the receiver's uvicorn settings."""
+
+    def argv(port: int, _db: Path) -> list[str]:
+        return [
+            sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH), app,
+            "--host", HOST, "--port", str(port), "--loop", "uvloop", "--http", "httptools",
+            "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+
+    return argv
 
 
 def baseline_argv(port: int, db: Path) -> list[str]:
@@ -72,8 +77,10 @@ def receiver_env() -> dict[str, str]:
 
 
 SERVERS = {
-    "hello": Server("hello", hello_argv),
+    "hello": Server("hello", uvicorn_argv("hello:app")),
     "baseline": Server("baseline", baseline_argv),
+    # The receiver minus storage: parse and answer only (no disk, so no shim rows).
+    "parse-only": Server("parse-only", uvicorn_argv("parse_only:app"), receiver_env(), disk=False),
     "receiver": Server("receiver", receiver_argv, receiver_env()),
     "receiver-pg": Server("receiver-pg", receiver_pg_argv(1), receiver_env(), disk=False),
     "receiver-pg-w2": Server("receiver-pg-w2", receiver_pg_argv(2), receiver_env(), disk=False),
