@@ -13,22 +13,13 @@ from collections.abc import MutableMapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from echo import _body
 from hello import Receive, Send, _lifespan
 from webcom_status import protocol
 from webcom_status.errors import PushRejected
 from webcom_status.model import Flavour
 
 ZONE = ZoneInfo("Europe/Moscow")
-
-
-async def _body(receive: Receive) -> bytes:
-    chunks = []
-    more = True
-    while more:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
-    return b"".join(chunks)
 
 
 async def app(scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
