@@ -71,7 +71,13 @@ def test_status_ranks_table_equals_rules_ranks(from_migrations: Path) -> None:
     """The SQL's ranks are exactly ``rules.RANKS``; any other value ranks ``UNKNOWN_RANK``."""
     assert ranks(from_migrations) == rules.RANKS
     trigger = dict((name, sql) for _, name, _, sql in master(from_migrations))["events_merge"]
-    assert f"WHERE value = new.status), {rules.UNKNOWN_RANK})" in trigger
+    cases = re.findall(r"CASE new\.(\w+)((?: WHEN '\w+' THEN \d+)+) ELSE (\d+) END", trigger)
+    assert sorted(column for column, _, _ in cases) == ["sms", "status", "viber"]
+    for _, whens, other in cases:
+        assert dict(re.findall(r"WHEN '(\w+)' THEN (\d+)", whens)) == {
+            value: str(rank) for value, rank in rules.RANKS.items()
+        }
+        assert int(other) == rules.UNKNOWN_RANK
 
 
 def test_migrations_are_numbered_sql_files() -> None:
