@@ -108,6 +108,7 @@ def test_version_is_the_installed_one(tmp_path: Path) -> None:
         ("--db", "sqlite:///:memory:", "an in-memory SQLite database keeps nothing"),
         ("--port", "70000", "Invalid value for '--port'"),
         ("--synchronous", "OFF", "Invalid value for '--synchronous'"),
+        ("--request-timeout", "-1", "Invalid value for '--request-timeout'"),
     ],
 )
 def test_serve_refuses_a_bad_flag_with_status_2(

@@ -22,6 +22,7 @@ from webcom_status.cli_sender import SENDER_COMMANDS
 from webcom_status.errors import ConfigError, WebcomStatusError
 from webcom_status.receiver import create_app
 from webcom_status.receiver.app import SETTINGS_ENV
+from webcom_status.receiver.deadline import DEFAULT_REQUEST_TIMEOUT, request_deadline
 from webcom_status.receiver.views import message_json, reject_json, stats_json
 from webcom_status.storage import Storage, open_storage
 
@@ -90,6 +91,12 @@ for _command in [*SENDER_COMMANDS, emulate]:
 )
 @option("--busy-timeout", default=5000, type=click.IntRange(0), help="SQLite lock wait, ms.")
 @option(
+    "--request-timeout",
+    default=DEFAULT_REQUEST_TIMEOUT,
+    type=click.FloatRange(0),
+    help="Seconds for a request to arrive whole, headers and body (408 beyond); 0: no limit.",
+)
+@option(
     "--synchronous",
     default="FULL",
     type=click.Choice(["FULL", "EXTRA", "NORMAL"], case_sensitive=False),
@@ -142,6 +149,8 @@ def serve(**options: Any) -> None:
         "timeout_graceful_shutdown": 30,
         "server_header": False,
     }
+    if options["request_timeout"] > 0:
+        uvicorn_options["http"] = request_deadline(options["request_timeout"])
     if options["workers"] > 1:
         _serve_workers(settings, options["workers"], uvicorn_options)
         return

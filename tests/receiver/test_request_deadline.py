@@ -1,0 +1,129 @@
+"""``serve --request-timeout``: every request must arrive whole in time.
+
+Slow clients are played over raw sockets, since an HTTP client library
+sends whole requests: a connection that sends nothing, headers that never
+end, a body that stops. Each is answered 408 and closed, stores nothing,
+and the receiver serves everyone else meanwhile. A request that is slow but
+arrives in time is stored as usual, and on a kept-alive connection the
+deadline counts from each request, not from the connection.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from tests.receiver.support import Receiver, acked, state, xml_doc
+
+DEADLINE = 2.0  # seconds: --request-timeout of the module's receiver
+WAIT = 30.0  # seconds a test waits for an answer at most: liveness, not speed
+
+
+@pytest.fixture(scope="module")
+def receiver(start_receiver: Callable[..., Receiver]) -> Receiver:
+    return start_receiver("deadline", "--request-timeout", str(DEADLINE))
+
+
+@contextmanager
+def connection(receiver: Receiver) -> Iterator[socket.socket]:
+    with socket.create_connection(("127.0.0.1", receiver.process.port), timeout=WAIT) as sock:
+        yield sock
+
+
+def head(body: bytes) -> bytes:
+    return (
+        b"POST /webhook HTTP/1.1\r\nHost: test\r\nContent-Type: text/xml\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+    )
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    """One whole answer on a kept-alive connection (its body ends the XML document)."""
+    data = b""
+    while not data.endswith(b"</response>"):
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {data!r}"
+        data += chunk
+    return data
+
+
+def assert_timed_out(answer: bytes) -> None:
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert answer.endswith(b"the request did not arrive whole in time"), answer
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        pytest.param(b"", id="nothing"),
+        pytest.param(b"POST /webhook HTTP/1.1\r\nHost: test\r\n", id="headers-never-end"),
+    ],
+)
+def test_a_request_that_never_arrives_is_answered_408_and_closed(
+    receiver: Receiver, sent: bytes
+) -> None:
+    with connection(receiver) as sock:
+        sock.sendall(sent)
+        assert_timed_out(read_until_closed(sock))
+
+
+def test_a_body_that_stops_is_answered_408_stores_nothing_and_blocks_no_one(
+    receiver: Receiver,
+) -> None:
+    body = xml_doc(state(8101), state(8102))
+    stalled = head(body) + body[: len(body) // 2]
+    with connection(receiver) as sock:
+        sock.sendall(stalled)
+        # Meanwhile another push goes through at once.
+        reply = receiver.push(xml_doc(state(8103)))
+        assert reply.status_code == 200
+        assert acked(reply) == [8103]
+        assert_timed_out(read_until_closed(sock))
+    assert receiver.message(8101) is None
+    assert receiver.message(8102) is None
+    assert receiver.message(8103) is not None
+
+
+def test_a_slow_request_that_arrives_in_time_is_stored(receiver: Receiver) -> None:
+    body = xml_doc(state(8201))
+    request = head(body) + body
+    with connection(receiver) as sock:
+        for start in range(0, len(request), len(request) // 5 + 1):
+            sock.sendall(request[start : start + len(request) // 5 + 1])
+            time.sleep(DEADLINE / 10)
+        answer = read_answer(sock)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+    assert b"<id_sms>8201</id_sms>" in answer
+    assert receiver.message(8201) is not None
+
+
+def test_on_a_kept_alive_connection_each_request_has_its_own_deadline(
+    receiver: Receiver,
+) -> None:
+    first, second = xml_doc(state(8301)), xml_doc(state(8302))
+    with connection(receiver) as sock:
+        sock.sendall(head(first) + first)
+        assert b"<id_sms>8301</id_sms>" in read_answer(sock)
+        # Idle for most of a deadline (uvicorn's keep-alive allows 5 s), then a
+        # second request whose last bytes arrive after the connection's first
+        # deadline has passed, but well within its own.
+        time.sleep(DEADLINE * 0.75)
+        request = head(second) + second
+        sock.sendall(request[:-5])
+        time.sleep(DEADLINE * 0.5)
+        sock.sendall(request[-5:])
+        answer = read_answer(sock)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+    assert b"<id_sms>8302</id_sms>" in answer
