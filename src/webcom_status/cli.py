@@ -97,6 +97,12 @@ for _command in [*SENDER_COMMANDS, emulate]:
     help="Seconds for a request to arrive whole, headers and body (408 beyond); 0: no limit.",
 )
 @option(
+    "--limit-concurrency",
+    default=None,
+    type=click.IntRange(1),
+    help="Most connections (or requests in progress) per process; beyond, 503. Default: no limit.",
+)
+@option(
     "--synchronous",
     default="FULL",
     type=click.Choice(["FULL", "EXTRA", "NORMAL"], case_sensitive=False),
@@ -149,6 +155,8 @@ def serve(**options: Any) -> None:
         "timeout_graceful_shutdown": 30,
         "server_header": False,
     }
+    if options["limit_concurrency"] is not None:
+        uvicorn_options["limit_concurrency"] = options["limit_concurrency"]
     if options["request_timeout"] > 0:
         uvicorn_options["http"] = request_deadline(options["request_timeout"])
     if options["workers"] > 1:

@@ -1,11 +1,12 @@
-"""``serve --request-timeout``: every request must arrive whole in time.
+"""``serve --request-timeout`` and ``--limit-concurrency``: what slow or many clients can hold.
 
 Slow clients are played over raw sockets, since an HTTP client library
 sends whole requests: a connection that sends nothing, headers that never
 end, a body that stops. Each is answered 408 and closed, stores nothing,
 and the receiver serves everyone else meanwhile. A request that is slow but
 arrives in time is stored as usual, and on a kept-alive connection the
-deadline counts from each request, not from the connection.
+deadline counts from each request, not from the connection. Beyond
+``--limit-concurrency`` open connections a push is refused with 503.
 """
 
 from __future__ import annotations
@@ -127,3 +128,24 @@ def test_on_a_kept_alive_connection_each_request_has_its_own_deadline(
         answer = read_answer(sock)
     assert answer.startswith(b"HTTP/1.1 200 "), answer
     assert b"<id_sms>8302</id_sms>" in answer
+
+
+def test_beyond_limit_concurrency_a_push_gets_503_and_goes_through_once_below(
+    start_receiver: Callable[..., Receiver],
+) -> None:
+    """``--limit-concurrency 3``: with three connections open, a fourth's push is refused."""
+    limited = start_receiver("limited", "--limit-concurrency", "3")
+    with connection(limited) as one, connection(limited) as two, connection(limited) as three:
+        for sock in (one, two, three):
+            sock.sendall(b"POST /webhook HTTP/1.1\r\n")  # requests in progress, never finished
+        refused = limited.push(xml_doc(state(8401)))
+        assert refused.status_code == 503
+        assert refused.text == "Service Unavailable"
+    # The three are closed: the same push is accepted, as the provider's next attempt would be.
+    for _ in range(100):
+        reply = limited.push(xml_doc(state(8401)))
+        if reply.status_code != 503:
+            break
+        time.sleep(0.05)  # the server sees the three closes asynchronously
+    assert reply.status_code == 200
+    assert acked(reply) == [8401]
