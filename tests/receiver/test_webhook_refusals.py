@@ -8,8 +8,10 @@ go to ``rejects``. The ``Content-Type`` header plays no part.
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import socket
+import zlib
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -331,6 +333,28 @@ def test_content_type_header_is_ignored(
     assert reply.headers["content-type"] == expected
     assert acked(reply) == [id_sms]
     assert receiver.message(id_sms) is not None
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br"])
+def test_a_compressed_body_is_refused_415_and_kept_as_sent(receiver: Receiver, coding: str) -> None:
+    """``Content-Encoding`` other than identity: 415 saying so, the bytes kept as they came."""
+    id_sms = next(_ids)
+    document = xml_doc(state(id_sms))
+    body = gzip.compress(document) if coding == "gzip" else zlib.compress(document)
+    then = before(receiver)
+
+    reply = receiver.push(body, headers={"content-encoding": coding})
+
+    reason = f"Content-Encoding '{coding}' is not accepted: push the document uncompressed"
+    assert_refused(receiver, then, reply, status=415, reason=reason, raw=body)
+    assert receiver.message(id_sms) is None
+
+
+def test_identity_content_encoding_is_a_plain_body(receiver: Receiver) -> None:
+    id_sms = next(_ids)
+    reply = receiver.push(xml_doc(state(id_sms)), headers={"content-encoding": "identity"})
+    assert reply.status_code == 200, reply.text
+    assert acked(reply) == [id_sms]
 
 
 def test_refused_push_does_not_break_the_next_one(receiver: Receiver) -> None:

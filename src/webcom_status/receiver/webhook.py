@@ -51,6 +51,22 @@ def _remote(scope: Scope) -> str | None:
     return f"{client[0]}:{client[1]}" if client else None
 
 
+def _encoded(scope: Scope) -> PushRejected | None:
+    """A refusal for a compressed (or otherwise encoded) body, which is not decoded.
+
+    The protocol sends plain documents; parsing gzip bytes as XML would only
+    say "not well-formed". RFC 9110 answers an unaccepted coding with 415.
+    """
+    for name, value in scope["headers"]:
+        if name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+            coding = value.decode("latin-1").strip()
+            return PushRejected(
+                f"Content-Encoding {coding!r} is not accepted: push the document uncompressed",
+                http_status=415,
+            )
+    return None
+
+
 class Webhook:
     """The ASGI endpoint the provider pushes to."""
 
@@ -76,6 +92,10 @@ class Webhook:
             return
         if body.too_large:
             await self._refuse(scope, send, body.data, BodyTooLarge(self.settings.max_body))
+            return
+        encoded = _encoded(scope)
+        if encoded is not None:
+            await self._refuse(scope, send, body.data, encoded)
             return
         try:
             push = protocol.parse_push(body.data, self.settings.timezone)
