@@ -109,8 +109,11 @@ class PostgresStorage:
                 async with self._pool.connection() as conn:
                     await conn.execute(Q["store"], params)
             except _RETRYABLE as exc:
-                # The statement is idempotent: running it again after a lost
-                # connection or a deadlock cannot store anything twice.
+                # Events and messages are idempotent: running the statement
+                # again after a lost connection or a deadlock cannot store a
+                # state twice. Only its rejects can be kept twice, when the
+                # lost connection had committed them: noise in an inspection
+                # table, never an acknowledgement.
                 if attempt == RETRIES - 1:
                     raise StorageError(f"database write failed: {exc}") from exc
                 log.warning("database write retried: %s", exc)
