@@ -130,6 +130,16 @@ def test_on_a_kept_alive_connection_each_request_has_its_own_deadline(
     assert b"<id_sms>8302</id_sms>" in answer
 
 
+def test_after_an_answered_request_a_stalled_one_still_gets_408(receiver: Receiver) -> None:
+    """On a kept-alive connection, a second request whose headers never end."""
+    first = xml_doc(state(8501))
+    with connection(receiver) as sock:
+        sock.sendall(head(first) + first)
+        assert b"<id_sms>8501</id_sms>" in read_answer(sock)
+        sock.sendall(b"POST /webhook HTTP/1.1\r\nHost: test\r\n")
+        assert_timed_out(read_until_closed(sock))
+
+
 def test_beyond_limit_concurrency_a_push_gets_503_and_goes_through_once_below(
     start_receiver: Callable[..., Receiver],
 ) -> None:

@@ -43,6 +43,9 @@ class RequestDeadline(HttpToolsProtocol):
         self._request_timeout = request_timeout
         # When the request being received began (loop time); None between requests.
         self._receiving_since: float | None = None
+        # uvicorn's request/response cycle when that request began: still the
+        # same object at the deadline means its headers never completed.
+        self._cycle_at_begin: object | None = None
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -57,6 +60,7 @@ class RequestDeadline(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._cycle_at_begin = self.cycle
         if self._receiving_since is None:
             self._receiving_since = self.loop.time()
 
@@ -80,7 +84,8 @@ class RequestDeadline(HttpToolsProtocol):
             peer,
             self._request_timeout,
         )
-        if self.cycle is None or not self.cycle.response_started:
+        if self.cycle is self._cycle_at_begin or not self.cycle.response_started:
+            # No answer to this request has begun (one may have, early, as a 413).
             self.transport.write(_TIMED_OUT)
         self.transport.close()
 
