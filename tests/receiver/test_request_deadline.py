@@ -19,6 +19,7 @@ from contextlib import contextmanager
 import pytest
 
 from tests.receiver.support import Receiver, acked, state, xml_doc
+from webcom_status.receiver.deadline import RATE_ALLOWANCE
 
 DEADLINE = 2.0  # seconds: --request-timeout of the module's receiver
 WAIT = 30.0  # seconds a test waits for an answer at most: liveness, not speed
@@ -108,6 +109,24 @@ def test_a_slow_request_that_arrives_in_time_is_stored(receiver: Receiver) -> No
     assert answer.startswith(b"HTTP/1.1 200 "), answer
     assert b"<id_sms>8201</id_sms>" in answer
     assert receiver.message(8201) is not None
+
+
+def test_a_large_body_arriving_steadily_gets_time_for_its_size(receiver: Receiver) -> None:
+    """Beyond the base deadline, each RATE_ALLOWANCE bytes received earns a second."""
+    ids = range(20_000, 28_000)
+    body = xml_doc(*(state(i) for i in ids))
+    request = head(body) + body
+    seconds = DEADLINE * 1.5  # longer than the base deadline...
+    assert len(request) / seconds > 2 * RATE_ALLOWANCE  # ...at twice the rate that earns time
+    pieces = 30
+    size = len(request) // pieces + 1
+    with connection(receiver) as sock:
+        for start in range(0, len(request), size):
+            sock.sendall(request[start : start + size])
+            time.sleep(seconds / pieces)
+        answer = read_answer(sock)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert answer.count(b"<id_sms>") == len(ids)
 
 
 def test_on_a_kept_alive_connection_each_request_has_its_own_deadline(

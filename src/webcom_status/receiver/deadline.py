@@ -7,8 +7,12 @@ bytes in memory: a slow-client (slowloris) attack on a URL that must be
 public for the provider to reach it. This protocol is uvicorn's own
 httptools one, with one timer per connection: a request not received whole
 within ``request_timeout`` seconds of its first byte (or of the connection,
-for the first one) is answered ``408`` and the connection closed. Handling
-the request after it has arrived, and the response, are not limited.
+for the first one), plus one second for every ``RATE_ALLOWANCE`` bytes of
+it received, is answered ``408`` and the connection closed. The allowance
+lets a large body on a modest link arrive (16 MiB at 100 KiB/s needs 164 s
+and is granted 286 s); a client trickling below that rate gains less time
+than it spends. Handling the request after it has arrived, and the
+response, are not limited.
 
 The receiver acknowledges nothing of a request that timed out: the
 provider pushes it again.
@@ -25,6 +29,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger(__name__)
 DEFAULT_REQUEST_TIMEOUT = 30.0  # seconds
+RATE_ALLOWANCE = 64 * 1024  # bytes received that add one second to a request's deadline
 
 _MESSAGE = b"the request did not arrive whole in time"
 _TIMED_OUT = (
@@ -46,6 +51,8 @@ class RequestDeadline(HttpToolsProtocol):
         # uvicorn's request/response cycle when that request began: still the
         # same object at the deadline means its headers never completed.
         self._cycle_at_begin: object | None = None
+        # Bytes received since the last request was complete (the next one's, so far).
+        self._received = 0
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -58,6 +65,10 @@ class RequestDeadline(HttpToolsProtocol):
             self._deadline.cancel()
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        self._received += len(data)
+        super().data_received(data)
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._cycle_at_begin = self.cycle
@@ -67,6 +78,7 @@ class RequestDeadline(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._receiving_since = None
+        self._received = 0
 
     def _check(self) -> None:
         """The timer: close a connection whose request is late, else look again later."""
@@ -74,15 +86,17 @@ class RequestDeadline(HttpToolsProtocol):
             return
         since = self._receiving_since
         waited = 0.0 if since is None else self.loop.time() - since
-        if waited < self._request_timeout:
+        allowed = self._request_timeout + self._received / RATE_ALLOWANCE
+        if waited < allowed:
             # Between requests uvicorn's keep-alive timeout applies; look again later.
-            self._deadline = self.loop.call_later(self._request_timeout - waited, self._check)
+            self._deadline = self.loop.call_later(allowed - waited, self._check)
             return
         peer = f"{self.client[0]}:{self.client[1]}" if self.client else "an unknown address"
         log.warning(
-            "closed a connection from %s: no whole request within %g s",
+            "closed a connection from %s: no whole request within %.1f s (%d bytes came)",
             peer,
-            self._request_timeout,
+            allowed,
+            self._received,
         )
         if self.cycle is self._cycle_at_begin or not self.cycle.response_started:
             # No answer to this request has begun (one may have, early, as a 413).
