@@ -88,7 +88,8 @@ class RequestDeadline(HttpToolsProtocol):
         waited = 0.0 if since is None else self.loop.time() - since
         allowed = self._request_timeout + self._received / RATE_ALLOWANCE
         if waited < allowed:
-            # Between requests uvicorn's keep-alive timeout applies; look again later.
+            # In time so far, or between requests (where uvicorn's keep-alive
+            # timeout applies): look again when this request's time is up.
             self._deadline = self.loop.call_later(allowed - waited, self._check)
             return
         peer = f"{self.client[0]}:{self.client[1]}" if self.client else "an unknown address"
