@@ -256,6 +256,21 @@ def test_body_over_the_limit_is_refused_413_and_kept_truncated(
     assert limited.message(500) is None
 
 
+def test_a_413_says_connection_close_and_closes_it_at_once(limited: Receiver) -> None:
+    """A client still sending a body far over the limit gets its 413 with ``Connection:
+    close``, and the connection is closed: not read on, not held until the body ends."""
+    start = b"<response>" + b" " * (2 * LIMIT)
+    head = b"POST /webhook HTTP/1.1\r\nHost: test\r\nContent-Length: 10000000\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", limited.process.port), timeout=20) as sock:
+        sock.sendall(head + start)
+        answer = b""
+        while chunk := sock.recv(65536):  # b"" once the server has closed
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413 "), answer
+    assert b"connection: close" in answer.lower()
+    assert b"larger than the limit" in answer
+
+
 def test_json_body_over_the_limit_is_answered_in_json(limited: Receiver) -> None:
     """The flavour of a 413 answer follows what the kept head of the body looks like."""
     body = orjson.dumps([{"id_sms": 600 + n, "state": "deliver"} for n in range(200)])

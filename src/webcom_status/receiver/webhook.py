@@ -151,9 +151,13 @@ class Webhook:
             await self.storage.store((), (reject,))
         except StorageError as error:
             log.error("could not keep the refused document: %s", error)
+        # After a 413 the rest of the body may still be on its way, and the
+        # connection is closed rather than read on: say so (RFC 9110, 15.5.14).
+        close = ((b"connection", b"close"),) if isinstance(exc, BodyTooLarge) else ()
         await respond(
             send,
             exc.http_status,
             protocol.error(flavour, exc.message),
             protocol.content_type(flavour),
+            close,
         )
